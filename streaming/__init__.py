@@ -1,0 +1,1 @@
+"""Live delivery over WebRTC and HTTP: the only package that imports aiortc or FastAPI."""

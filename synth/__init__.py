@@ -1,0 +1,1 @@
+"""StyleGAN2 face synthesis from a subject's videos, and the paper's evaluation metrics."""
