@@ -1,0 +1,97 @@
+"""One turn of a conversation, from reply text to a playable utterance, and the avatar that plays it.
+
+`AvatarEngine` holds what every session shares (responder, voice, driving clip, renderer); each live session
+or export gets its own `Performer`, whose motion planner keeps that session's head motion continuous.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatar.types import FPS, FaceModel, Responder, Utterance, Voice
+
+
+@dataclass(frozen=True)
+class AvatarSettings:
+    """Which avatar to show and how it speaks."""
+
+    avatar: str = "default"          # "default" (built-in, generated) or a path to a driving-clip .npz
+    voice: str = "en-us"
+    rate: int = 165                  # words per minute
+    label: str = "AI-generated"      # visible label drawn on every frame
+
+
+class AvatarEngine:
+    """The shared, read-only parts: voice, driving clip, face model and renderer."""
+
+    def __init__(self, voice: Voice, clip, face_model: FaceModel, label: str = "AI-generated") -> None:
+        from avatar.render import Renderer
+
+        self.voice = voice
+        self.clip = clip
+        self.renderer = Renderer(clip, face_model, label=label)
+
+    @classmethod
+    def from_settings(cls, settings: AvatarSettings) -> "AvatarEngine":
+        from avatar.default_avatar import load_default_clip
+        from avatar.driving import DrivingClip
+        from avatar.face import IdentityFaceModel
+        from avatar.voice import EspeakVoice, VoiceSettings
+
+        if settings.avatar == "default":
+            clip = load_default_clip()
+        else:
+            path = Path(settings.avatar)
+            if not path.is_file():
+                raise ValueError(f"avatar {settings.avatar!r}: no such driving-clip file (use 'default' or a .npz path)")
+            clip = DrivingClip.load(path)
+        voice = EspeakVoice(VoiceSettings(voice=settings.voice, rate=settings.rate))
+        return cls(voice, clip, IdentityFaceModel(), label=settings.label)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of rendered frames."""
+        h, w = self.clip.frames.shape[1:3]
+        return w, h
+
+    def performer(self, seed: int = 0) -> "Performer":
+        return Performer(self, seed)
+
+
+class Performer:
+    """One viewer's avatar: turns reply text into utterances and picks idle frames, continuously."""
+
+    def __init__(self, engine: AvatarEngine, seed: int = 0) -> None:
+        from avatar.motion import MotionPlanner
+
+        self.engine = engine
+        self.planner = MotionPlanner(engine.clip, seed=seed)
+
+    def prepare(self, text: str) -> Utterance:
+        """Synthesise `text` and plan one driving frame per video frame of its audio (CPU work: run off the loop)."""
+        from avatar.visemes import mouth_targets
+
+        speech = self.engine.voice.synthesize(text)
+        n_frames = int(np.ceil(speech.duration * FPS - 1e-6))
+        targets = mouth_targets(speech, fps=FPS, n_frames=n_frames)
+        indices = self.planner.speak(targets)
+        return Utterance(speech=speech, mouth_targets=targets, frame_indices=np.asarray(indices, np.int64))
+
+    def idle(self, n: int) -> np.ndarray:
+        """Driving frames for `n` listening frames."""
+        return np.asarray(self.planner.idle(n), np.int64)
+
+    def interrupt(self) -> None:
+        """Barge-in: drop back to listening from wherever the face is now."""
+        self.planner.reset_to_idle()
+
+    def render(self, index: int) -> np.ndarray:
+        """The output frame (uint8 [H, W, 3] RGB) for driving frame `index`."""
+        return self.engine.renderer.render(int(index))
+
+
+def respond(responder: Responder, text: str, session_id: str = "default") -> str:
+    """The bot's reply to `text` (kept as a function so callers need not know the responder's type)."""
+    return responder.reply(text, session_id=session_id)
