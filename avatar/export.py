@@ -1,0 +1,170 @@
+"""Offline dialogue video: each human line is answered by the bot and spoken by the avatar, into one mp4.
+
+H.264 (yuv420p) + AAC at 25 fps, with a WebVTT transcript beside it. Every utterance is padded with silence
+to a whole number of video frames, so the audio is sample-accurate and the video lasts exactly as long.
+"""
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from avatar.pipeline import Performer
+from avatar.types import FPS, SAMPLE_RATE, Responder
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+AI_NOTICE = ("AI-generated: the face and voice in this video are synthetic, made by avatar-service; "
+             "they are not a recording of a real person speaking.")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    captions: bool = False        # burn the transcript into the frames
+    pause: float = 0.8            # seconds of listening before each answer (and at the end)
+    crf: int = 20                 # x264 quality
+    preset: str = "veryfast"      # x264 speed/size trade-off
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    speaker: str
+    text: str
+
+
+@dataclass
+class ExportResult:
+    video: Path
+    transcript: Path
+    duration: float
+    n_frames: int
+    cues: list[Cue] = field(default_factory=list)
+
+
+class _Mp4Writer:
+    """Writes RGB frames and mono int16 audio, one video frame's worth of samples at a time."""
+
+    def __init__(self, path: Path, size: tuple[int, int], options: ExportOptions) -> None:
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+use_metadata_tags+faststart"})
+        self.container.metadata.update({"title": "AI-generated avatar dialogue", "comment": AI_NOTICE,
+                                        "description": AI_NOTICE, "ai_generated": "true",
+                                        "encoder_app": "avatar-service"})
+        self.video = self.container.add_stream("libx264", rate=FPS)
+        self.video.width, self.video.height = size
+        self.video.pix_fmt = "yuv420p"
+        self.video.options = {"preset": options.preset, "crf": str(options.crf)}
+        self.audio = self.container.add_stream("aac", rate=SAMPLE_RATE)
+        self.audio.layout = "mono"
+        self.n_frames = 0
+
+    def write(self, frame: np.ndarray, samples: np.ndarray) -> None:
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        vf.pts = self.n_frames
+        self.container.mux(self.video.encode(vf))
+        af = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        af.sample_rate = SAMPLE_RATE
+        af.pts = self.n_frames * SAMPLES_PER_FRAME
+        self.container.mux(self.audio.encode(af))
+        self.n_frames += 1
+
+    def close(self) -> None:
+        self.container.mux(self.video.encode(None))
+        self.container.mux(self.audio.encode(None))
+        self.container.close()
+
+
+def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """Burn `text` into the bottom of the frame, wrapped, white on a dark band."""
+    out = frame.copy()
+    h, w = out.shape[:2]
+    scale = w / 900
+    thickness = max(1, round(scale * 2))
+    char_w = cv2.getTextSize("M", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0]
+    lines = textwrap.wrap(text, max(10, int(w * 0.92 / char_w * 1.25)))[-3:]
+    line_h = int(34 * scale) + 6
+    top = h - line_h * len(lines) - int(40 * scale)
+    band = out[top - 6:h - int(40 * scale) + 4]
+    band[:] = (band * 0.35).astype(np.uint8)
+    for i, line in enumerate(lines):
+        y = top + line_h * (i + 1) - 8
+        cv2.putText(out, line, (int(w * 0.04), y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
+                    cv2.LINE_AA)
+    return out
+
+
+def write_webvtt(path: Path, cues: list[Cue]) -> None:
+    def stamp(t: float) -> str:
+        ms = round(t * 1000)
+        return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+    parts = ["WEBVTT", "", "NOTE " + AI_NOTICE, ""]
+    for i, cue in enumerate(cues, 1):
+        parts += [str(i), f"{stamp(cue.start)} --> {stamp(cue.end)}", f"<v {cue.speaker}>{cue.text}", ""]
+    _atomic_write_text(path, "\n".join(parts))
+
+
+def export_dialogue(lines: list[str], responder: Responder, performer: Performer, out: Path,
+                    options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Answer every line with the bot, speak the answers, and write `out` (.mp4) and `out.vtt` beside it."""
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"output must be an .mp4 file, got {out.name!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    session = f"export-{uuid.uuid4().hex[:8]}"
+    pause_frames = max(1, round(options.pause * FPS))
+    silence = np.zeros(SAMPLES_PER_FRAME, np.int16)
+    tmp = out.with_name(f".{out.stem}.partial.mp4")
+    writer = _Mp4Writer(tmp, performer.engine.frame_size, options)
+    cues: list[Cue] = []
+    caption = ""
+
+    def emit(indices: np.ndarray, audio: np.ndarray | None) -> None:
+        for k, index in enumerate(indices):
+            frame = performer.render(index)
+            if options.captions and caption:
+                frame = draw_caption(frame, caption)
+            chunk = silence if audio is None else audio[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME]
+            writer.write(frame, chunk)
+
+    try:
+        for line in tqdm(lines, desc="export", unit="line"):
+            start = writer.n_frames / FPS
+            cues.append(Cue(start, start + pause_frames / FPS, "Human", line))
+            caption = f"Human: {line}"
+            emit(performer.idle(pause_frames), None)
+
+            reply = responder.reply(line, session_id=session)
+            utterance = performer.prepare(reply)
+            n = utterance.n_frames
+            audio = np.zeros(n * SAMPLES_PER_FRAME, np.int16)
+            samples = utterance.speech.audio.samples[: len(audio)]
+            audio[: len(samples)] = samples
+            start = writer.n_frames / FPS
+            cues.append(Cue(start, start + n / FPS, "Avatar", reply))
+            caption = f"Avatar: {reply}"
+            emit(utterance.frame_indices, audio)
+        caption = ""
+        emit(performer.idle(pause_frames), None)
+        writer.close()
+    except BaseException:
+        writer.container.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    transcript = out.with_suffix(".vtt")
+    write_webvtt(transcript, cues)
+    return ExportResult(out, transcript, writer.n_frames / FPS, writer.n_frames, cues)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
