@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.types import FPS, FaceModel, Responder, Utterance, Voice
+from avatar.types import FPS, FaceModel, Utterance, Voice
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class AvatarEngine:
         self.voice = voice
         self.clip = clip
         self.renderer = Renderer(clip, face_model, label=label)
+        # A rendered frame depends only on its driving frame, so each is rendered once and shared by all
+        # sessions (at most one entry per driving frame).
+        self._rendered: dict[int, np.ndarray] = {}
 
     @classmethod
     def from_settings(cls, settings: AvatarSettings) -> "AvatarEngine":
@@ -55,6 +58,15 @@ class AvatarEngine:
         """(width, height) of rendered frames."""
         h, w = self.clip.frames.shape[1:3]
         return w, h
+
+    def render(self, index: int) -> np.ndarray:
+        """The output frame (uint8 [H, W, 3] RGB, read-only) for driving frame `index`."""
+        frame = self._rendered.get(index)
+        if frame is None:
+            frame = self.renderer.render(index)
+            frame.flags.writeable = False
+            self._rendered[index] = frame
+        return frame
 
     def performer(self, seed: int = 0) -> "Performer":
         return Performer(self, seed)
@@ -88,10 +100,6 @@ class Performer:
         self.planner.reset_to_idle()
 
     def render(self, index: int) -> np.ndarray:
-        """The output frame (uint8 [H, W, 3] RGB) for driving frame `index`."""
-        return self.engine.renderer.render(int(index))
+        """The output frame (uint8 [H, W, 3] RGB, read-only) for driving frame `index`."""
+        return self.engine.render(int(index))
 
-
-def respond(responder: Responder, text: str, session_id: str = "default") -> str:
-    """The bot's reply to `text` (kept as a function so callers need not know the responder's type)."""
-    return responder.reply(text, session_id=session_id)
