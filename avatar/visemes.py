@@ -1,0 +1,113 @@
+"""Lip sync targets: espeak-ng phonemes to visemes, and visemes to one mouth shape per video frame.
+
+The viseme set is `avatar.types.VISEMES`. Most consonants made with the tongue (t d n s z l k g h th ...) get
+"wide": teeth almost together, lips relaxed and a little spread, as in Rhubarb Lip Sync's consonant shape, so
+the mouth stays slightly open through words and closes fully only for M/B/P and at pauses.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from avatar.types import FPS, VISEMES, MouthShape, Phoneme, Speech
+
+# espeak-ng mnemonics (English tables plus the shared consonants and pauses) by viseme.
+_GROUPS: dict[str, str] = {
+    # pauses, stress marks and other zero-sound markers
+    "rest": "_ _: _:: _::: _! _^_ _X1 _| _;_ || | % %% , ,, ' '' '! = - : #X1 #@ #a #e #i #o #u *",
+    # lips pressed together
+    "closed": "p b m m- p- ph B",
+    # lower lip against the upper teeth
+    "fv": "f v v#",
+    # lips rounded or protruded: back rounded vowels, w, English r and r-coloured vowels, sh/zh/ch/j
+    "rounded": "w w# w2 u u: U U@ o o: o@ oU oU# O O: O2 O@ OI O~ oI uI y Y eU iU 3 3: r r- r/ r. r\" R R2 R3 "
+               "S Z tS dZ S; Z; tS; dZ;",
+    # jaw open: open and central vowels, schwa
+    "open": "a a# a#2 a/ a2 aa A: A@ A# A~ aI aI@ aI2 aI3 aU aU@ V VR @ @- @2 @5 @# @L 0 0# 02 "
+            "E E# E2 EI e@ e#",
+    # lips spread, teeth close: front vowels, j, and the tongue consonants
+    "wide": "i i: I I# I2 I2# IR i@ i@3 e e: eI j ; "
+            "t t# t2 t[ t- d d# d[ n n- n. n^ N N- s s2 s. s; z z# z/2 z. z; T D ts dz "
+            "k k- k# kh g x X C Q Q^ Q\" J J^ c c2 q h ? l l- l/ l/2 l/3 l^ l. l# L L/ **",
+}
+PHONEME_VISEMES: dict[str, str] = {symbol: viseme for viseme, symbols in _GROUPS.items()
+                                   for symbol in symbols.split()}
+assert set(PHONEME_VISEMES.values()) <= set(VISEMES)
+
+# Target mouth per viseme: (opening, width, roundness), each in [0, 1].
+VISEME_SHAPES: dict[str, MouthShape] = {
+    "rest":    MouthShape(opening=0.04, width=0.45, roundness=0.15),
+    "closed":  MouthShape(opening=0.00, width=0.45, roundness=0.20),
+    "open":    MouthShape(opening=0.75, width=0.55, roundness=0.20),
+    "rounded": MouthShape(opening=0.40, width=0.20, roundness=0.90),
+    "fv":      MouthShape(opening=0.12, width=0.50, roundness=0.05),
+    "wide":    MouthShape(opening=0.25, width=0.85, roundness=0.00),
+}
+_CONTACTS = ("closed", "fv")        # visemes whose lip contact must show, however short
+_SMOOTHING = np.array([0.25, 0.5, 0.25], dtype=np.float32)  # per-frame coarticulation kernel, centred
+
+
+def viseme_for(symbol: str) -> str:
+    """The viseme of an espeak-ng phoneme mnemonic. Unknown ones lose their trailing modifiers ("a#2" -> "a#"
+    -> "a") until one is known; pauses ("_...") and anything still unknown are "rest"."""
+    while symbol:
+        if symbol in PHONEME_VISEMES:
+            return PHONEME_VISEMES[symbol]
+        if symbol.startswith("_"):
+            return "rest"
+        symbol = symbol[:-1]
+    return "rest"
+
+
+def mouth_targets(speech: Speech, fps: int = FPS, n_frames: int | None = None) -> np.ndarray:
+    """Mouth shape per video frame, float32 [F, 3] (opening, width, roundness).
+
+    F is ceil(duration * fps) unless `n_frames` is given (frames past the speech are at rest). Each frame
+    averages the shapes over its interval, a short centred filter blends neighbours (coarticulation), and
+    then every M/B/P and F/V shows its lip contact on the frame where it sits most, so closures are not
+    smoothed away.
+    """
+    if n_frames is None:
+        n_frames = math.ceil(speech.duration * fps - 1e-9)
+    if n_frames <= 0:
+        return np.zeros((0, 3), dtype=np.float32)
+    edges = np.arange(n_frames + 1, dtype=np.float64) / fps
+    cumulative = _shape_integral(speech.phonemes, edges[-1])
+    targets = np.stack([np.diff(np.interp(edges, cumulative[0], dim)) * fps for dim in cumulative[1:]], axis=1)
+    targets = _smooth(targets.astype(np.float32))                                   # [F, 3]
+    contacts = sorted((p for p in speech.phonemes if p.viseme in _CONTACTS), key=lambda p: p.viseme == "closed")
+    for phoneme in contacts:                      # closed last, so it wins a frame shared with an F/V
+        frame = _dominant_frame(phoneme, fps)
+        if frame < n_frames:
+            targets[frame] = VISEME_SHAPES[phoneme.viseme].as_array()
+    return targets
+
+
+def _shape_integral(phonemes: tuple[Phoneme, ...], until: float) -> list[np.ndarray]:
+    """[times, ∫opening, ∫width, ∫roundness] at the phoneme boundaries; rest before, between and after."""
+    times, shapes = [0.0], []
+    for phoneme in phonemes:
+        if phoneme.start > times[-1]:
+            times.append(phoneme.start)
+            shapes.append(VISEME_SHAPES["rest"].as_array())
+        if phoneme.end > times[-1]:
+            times.append(phoneme.end)
+            shapes.append(VISEME_SHAPES[phoneme.viseme].as_array())
+    times.append(max(until, times[-1]) + 1.0)
+    shapes.append(VISEME_SHAPES["rest"].as_array())
+    spans = np.diff(np.array(times))[:, None] * np.array(shapes, dtype=np.float64)   # [S, 3]
+    cumulative = np.concatenate([np.zeros((1, 3)), np.cumsum(spans, axis=0)])        # [S+1, 3]
+    return [np.array(times), *cumulative.T]
+
+
+def _smooth(targets: np.ndarray) -> np.ndarray:
+    """Centred smoothing over neighbouring frames; the ends repeat the edge frame."""
+    pad = len(_SMOOTHING) // 2
+    padded = np.pad(targets, ((pad, pad), (0, 0)), mode="edge")
+    return sum(w * padded[i:i + len(targets)] for i, w in enumerate(_SMOOTHING)).astype(np.float32)
+
+
+def _dominant_frame(phoneme: Phoneme, fps: int) -> int:
+    """The frame that holds the middle of the phoneme (for a phoneme within one frame: the one it sits in)."""
+    return int((phoneme.start + phoneme.end) / 2 * fps)
