@@ -1,0 +1,103 @@
+"""Named StyleGAN2 training presets: one frozen dataclass holds every setting a run needs (stored in checkpoints).
+
+Channel widths follow StyleGAN2: a block at resolution r has min(channel_base // r, channel_max) channels.
+
+- `smoke`: a few seconds on a CPU, for tests: 32 px, 8 to 32 channels, 8 steps.
+- `cpu64`: 64 px on 2 CPU cores in about an hour (see `bench/synth_train.py` for the measured throughput).
+  The budget is set by compute: an hour at the measured ~50 GFLOP/s of training is ~2e14 FLOP, and the data
+  (one subject, one or a few videos, a few thousand nearly identical frames) needs on the order of 100 kimg to
+  give a recognisable face, so one training image may cost at most ~2 GFLOP (G forward, backward, D on real
+  and fake, forward and backward). That rules out wide top layers: cost grows with r^2 * C^2, so the 64 and
+  32 px blocks get 32 and 64 channels, the cheap 4-16 px blocks 128 (channel_base=2048, channel_max=128).
+  All widths are multiples of 32 (oneDNN's AVX-512 convolutions block channels by 16). Batch 16 keeps the
+  convolutions large enough to run near the matmul rate while giving many optimiser steps in the hour.
+  R1 gamma follows the StyleGAN2-ADA heuristic 0.0002 * r^2 / batch; the EMA half-life ramps up (0.05) as the
+  short runs of small-data training need.
+- `paper256`: the paper's setting: official StyleGAN2 config-f at 256 px (channel_base 32768, max 512, 8-layer
+  mapping, batch 32, gamma 10, EMA 10 kimg, 500 kimg as the paper trained), for a GPU via `--device cuda`.
+All presets add DiffAugment "color,translation,cutout" (Zhao et al. 2020), which small datasets need.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+class PresetError(ValueError):
+    """An unknown preset name or an inconsistent preset."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every setting of one training run: architecture, optimisation, regularisation, schedule."""
+
+    name: str
+    resolution: int                          # output side in pixels, a power of two >= 8
+    z_dim: int = 512                         # latent z size
+    w_dim: int = 512                         # intermediate latent w size
+    mapping_layers: int = 8                  # FC layers in the mapping network
+    channel_base: int = 32768                # channels at resolution r: min(channel_base // r, channel_max)
+    channel_max: int = 512
+    mbstd_group: int = 4                     # minibatch-std group size in D
+    batch_size: int = 32                     # images per optimiser step, over all processes
+    g_lr: float = 0.002
+    d_lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 10.0                   # R1 weight
+    r1_interval: int = 16                    # lazy R1: every this many minibatches, scaled by the interval
+    ema_kimg: float = 10.0                   # EMA half-life of G_ema in thousands of images
+    ema_rampup: float | None = None          # if set, half-life <= ema_rampup * images seen so far
+    style_mixing_prob: float = 0.9
+    augment: str = "color,translation,cutout"  # DiffAugment policy, "" for none
+    mirror: bool = True                      # random horizontal flips of the real images
+    total_kimg: float = 500.0                # training length in thousands of real images shown to D
+    log_kimg: float = 1.0                    # one log line (and progress update) per this many kimg
+    sample_kimg: float = 10.0                # sample grid from fixed z every this many kimg
+    checkpoint_kimg: float = 10.0            # checkpoint every this many kimg
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        res = self.resolution
+        if res < 8 or res & (res - 1):
+            raise PresetError(f"preset {self.name}: resolution must be a power of two >= 8, got {res}")
+        if self.batch_size < 1 or self.r1_interval < 1:
+            raise PresetError(f"preset {self.name}: batch_size and r1_interval must be positive")
+
+    def channels(self, res: int) -> int:
+        """Feature maps of the blocks working at resolution `res`."""
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preset:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        return cls(**values)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke", resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32,
+        batch_size=8, g_lr=0.002, d_lr=0.002, r1_gamma=0.1, r1_interval=4, ema_kimg=0.01, ema_rampup=0.05,
+        total_kimg=0.064, log_kimg=0.016, sample_kimg=0.032, checkpoint_kimg=0.032),
+    "cpu64": Preset(
+        name="cpu64", resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
+        batch_size=16, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05, r1_interval=16, ema_kimg=5.0, ema_rampup=0.05,
+        total_kimg=100.0, log_kimg=0.5, sample_kimg=5.0, checkpoint_kimg=2.0),
+    "paper256": Preset(
+        name="paper256", resolution=256, z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768,
+        channel_max=512, batch_size=32, g_lr=0.002, d_lr=0.002, r1_gamma=10.0, r1_interval=16, ema_kimg=10.0,
+        ema_rampup=None, total_kimg=500.0, log_kimg=4.0, sample_kimg=20.0, checkpoint_kimg=20.0),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The named preset; raise PresetError listing the known names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise PresetError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,500 @@
+"""StyleGAN2 training: non-saturating logistic loss, lazy R1, EMA generator, style mixing, DiffAugment.
+
+A run folder holds options.json, log.jsonl (one line per log tick), losses.png, grids/ (samples of the EMA
+generator from fixed z every `sample_kimg`) and checkpoints/ (written atomically every `checkpoint_kimg` with
+the preset and every RNG state, so `resume=True` continues bit-for-bit). Under torchrun every process trains
+on its own shard of the data with its own seed, gradients are averaged, and only rank 0 writes.
+
+    python -m synth.train DATASET --preset cpu64 --out runs/x            # one process
+    torchrun --nproc_per_node 2 -m synth.train DATASET --preset smoke --out runs/x
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from synth import checkpoint as ckpt
+from synth.augment import diff_augment, parse_policy
+from synth.dataset import load_images
+from synth.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module,
+                               close_world, init_world)
+from synth.networks import Discriminator, Generator, build_networks
+from synth.presets import Preset, get_preset
+
+GRID_COLS, GRID_ROWS = 8, 4
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(ValueError):
+    """Bad training input: a dataset too small for the preset, a run folder in the wrong state, and the like."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loss pieces and EMA, small enough to test on their own
+
+
+def r1_penalty(real_logits: torch.Tensor, reals: torch.Tensor, gamma: float) -> torch.Tensor:
+    """R1: gamma/2 * E[ ||d D(x) / d x||^2 ] over real images x (reals must require grad); differentiable."""
+    (grads,) = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)   # [N, C, H, W]
+    return grads.square().sum(dim=[1, 2, 3]).mean() * (gamma / 2)
+
+
+def ema_beta(cur_nimg: int, batch_size: int, ema_kimg: float, ema_rampup: float | None) -> float:
+    """Per-step decay of G_ema: half-life ema_kimg thousand images, capped at ema_rampup * images seen."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
+    """p_ema <- p + (p_ema - p) * beta for parameters; buffers (w_avg, const noise) are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+def lazy_adam(params, lr: float, betas: tuple[float, float], interval: int) -> torch.optim.Adam:
+    """Adam with lr and betas adjusted for a regulariser applied every `interval` steps (StyleGAN2, App. B)."""
+    c = interval / (interval + 1)
+    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+
+
+class ImageSampler:
+    """Endless shuffled minibatches over one process's shard; its whole state is the number of images taken.
+
+    Epoch e of rank r is a permutation drawn from seed (seed, r, e), so the batch at any position can be
+    recomputed after a resume.
+    """
+
+    def __init__(self, count: int, seed: int, rank: int = 0, world_size: int = 1, mirror: bool = False):
+        self.indices = np.arange(count)[rank::world_size]
+        if len(self.indices) == 0:
+            raise TrainingError(f"dataset of {count} images has none for process {rank} of {world_size}")
+        self.seed, self.rank, self.mirror = seed, rank, mirror
+        self.position = 0
+        self._epoch = -1
+        self._order = self._flips = np.zeros(0)
+
+    def _load_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, self.rank, epoch])
+        self._order = self.indices[rng.permutation(len(self.indices))]
+        self._flips = rng.random(len(self.indices)) < 0.5 if self.mirror else np.zeros(len(self.indices), bool)
+        self._epoch = epoch
+
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Dataset indices and horizontal-flip flags of the next `count` images."""
+        idx, flips = [], []
+        n = len(self.indices)
+        for k in range(self.position, self.position + count):
+            if k // n != self._epoch:
+                self._load_epoch(k // n)
+            idx.append(self._order[k % n])
+            flips.append(self._flips[k % n])
+        self.position += count
+        return np.array(idx), np.array(flips, bool)
+
+
+def load_training_images(dataset: Path, resolution: int) -> torch.Tensor:
+    """The dataset as uint8 NCHW [N, 3, R, R], area-downsampled when it was prepared at a larger size."""
+    images = torch.from_numpy(np.array(load_images(dataset))).permute(0, 3, 1, 2)  # [N, 3, S, S]
+    size = images.shape[-1]
+    if size < resolution or size % resolution:
+        raise TrainingError(f"dataset {dataset} has {size} px images; the preset needs {resolution} px "
+                            f"(or a multiple of it): prepare it with --size {resolution}")
+    if size != resolution:
+        chunks = [F.avg_pool2d(images[i: i + 256].float(), size // resolution).round().to(torch.uint8)
+                  for i in range(0, len(images), 256)]
+        images = torch.cat(chunks)
+    return images.contiguous()
+
+
+def to_float_batch(images: torch.Tensor, indices: np.ndarray, flips: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 images at `indices` as float NCHW in [-1, 1], flipped where asked."""
+    x = images[torch.from_numpy(indices)].to(device).float() / 127.5 - 1      # [N, 3, R, R]
+    if flips.any():
+        f = torch.from_numpy(flips).to(device)
+        x[f] = x[f].flip(3)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One training step
+
+
+@dataclass
+class StepStats:
+    """Losses and mean D logits of one optimiser step (r1 is None on steps without R1)."""
+
+    loss_G: float
+    loss_D: float
+    real_score: float
+    fake_score: float
+    r1: float | None
+
+
+class GanTrainer:
+    """Owns G, D, G_ema and their optimisers; `step(reals)` does one G update, one D update and the EMA."""
+
+    def __init__(self, preset: Preset, world: World = World(), channels_last: bool = False):
+        self.preset, self.world = preset, world
+        self.device = world.device
+        parse_policy(preset.augment)
+        G, D = build_networks(preset)
+        self.G: Generator = G.to(self.device)
+        self.D: Discriminator = D.to(self.device)
+        self.G_ema: Generator = build_networks(preset)[0].to(self.device).eval().requires_grad_(False)
+        self.G_ema.load_state_dict(self.G.state_dict())
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            for net in (self.G, self.D, self.G_ema):
+                net.to(memory_format=torch.channels_last)
+        broadcast_module(self.G, world)
+        broadcast_module(self.D, world)
+        broadcast_module(self.G_ema, world)
+        # G has no lazy regulariser here (no path-length penalty), so plain Adam; D gets the lazy-R1 correction.
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=preset.g_lr, betas=preset.betas, eps=1e-8)
+        self.opt_D = lazy_adam(self.D.parameters(), preset.d_lr, preset.betas, preset.r1_interval)
+        self.cur_nimg = 0          # real images shown to D so far, over all processes
+        self.step_index = 0
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.preset.augment) if self.preset.augment else x
+
+    def _ws(self, n: int) -> torch.Tensor:
+        """w's for n random z, with style mixing: from a random layer on, the w of a second z."""
+        p = self.preset
+        ws = self.G.mapping(torch.randn(n, p.z_dim, device=self.device), update_w_avg=True)  # [N, num_ws, w]
+        if p.style_mixing_prob > 0 and torch.rand([]).item() < p.style_mixing_prob:
+            cutoff = int(torch.randint(1, ws.shape[1], []).item())
+            ws2 = self.G.mapping(torch.randn(n, p.z_dim, device=self.device), update_w_avg=False)
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return ws
+
+    def step(self, reals: torch.Tensor) -> StepStats:
+        """Train on one per-process minibatch of real images, float NCHW [B, 3, R, R] in [-1, 1]."""
+        p = self.preset
+        b = reals.shape[0]
+        do_r1 = p.r1_gamma > 0 and self.step_index % p.r1_interval == 0
+
+        # G: non-saturating logistic loss, softplus(-D(G(z))).
+        fakes = self.G.synthesis(self._ws(b), noise_mode="random").contiguous(memory_format=self.memory_format)
+        self.D.requires_grad_(False)
+        loss_G = F.softplus(-self.D(self._augment(fakes))).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        average_gradients(list(self.G.parameters()), self.world)
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+
+        # D: softplus(D(fake)) + softplus(-D(real)) on one batch [fakes; reals], plus R1 every r1_interval steps.
+        reals = reals.detach().contiguous(memory_format=self.memory_format).requires_grad_(do_r1)
+        logits = self.D(self._augment(torch.cat([fakes.detach(), reals])))             # [2B, 1]
+        fake_logits, real_logits = logits[:b], logits[b:]
+        loss_D = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+        r1 = None
+        if do_r1:
+            r1 = r1_penalty(real_logits, reals, p.r1_gamma)
+            loss_D = loss_D + r1 * p.r1_interval
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        average_gradients(list(self.D.parameters()), self.world)
+        self.opt_D.step()
+
+        self.cur_nimg += p.batch_size
+        self.step_index += 1
+        update_ema(self.G_ema, self.G, ema_beta(self.cur_nimg, p.batch_size, p.ema_kimg, p.ema_rampup))
+        return StepStats(loss_G.item(), (loss_D - (r1 * p.r1_interval if r1 is not None else 0)).item(),
+                         real_logits.mean().item(), fake_logits.mean().item(), None if r1 is None else r1.item())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+                "cur_nimg": self.cur_nimg, "step_index": self.step_index}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.cur_nimg, self.step_index = int(state["cur_nimg"]), int(state["step_index"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# RNG state, pictures, log
+
+
+def _rng_state(device: str) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: str) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and device.startswith("cuda"):
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def save_image_grid(images: torch.Tensor, path: Path, cols: int) -> None:
+    """Float NCHW images in [-1, 1] as one PNG grid, written atomically."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    rows = -(-n // cols)
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    grid = torch.zeros(rows * cols, c, h, w, dtype=torch.uint8)
+    grid[:n] = x
+    grid = grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    tmp = path.with_name(path.name + ".tmp.png")
+    Image.fromarray(grid.numpy()).save(tmp)
+    tmp.replace(path)
+
+
+def plot_losses(log_path: Path, out_path: Path) -> None:
+    """Loss and D-score curves from log.jsonl as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    kimg = [r["kimg"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax1.plot(kimg, [r["loss_G"] for r in rows], label="G loss")
+    ax1.plot(kimg, [r["loss_D"] for r in rows], label="D loss")
+    r1 = [(r["kimg"], r["r1"]) for r in rows if r.get("r1") is not None]
+    if r1:
+        ax1.plot(*zip(*r1), label="R1 penalty")
+    ax1.set_xlabel("kimg")
+    ax1.legend()
+    ax2.plot(kimg, [r["real_score"] for r in rows], label="D(real)")
+    ax2.plot(kimg, [r["fake_score"] for r in rows], label="D(fake)")
+    ax2.set_xlabel("kimg")
+    ax2.legend()
+    fig.tight_layout()
+    tmp = out_path.with_name(out_path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(out_path)
+
+
+class TickLog:
+    """Averages step stats over one log tick and appends them to log.jsonl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.steps: list[StepStats] = []
+        self.t0 = time.perf_counter()
+        self.nimg0 = 0
+
+    def add(self, stats: StepStats) -> None:
+        self.steps.append(stats)
+
+    def flush(self, cur_nimg: int, step_index: int, write: bool) -> dict[str, Any]:
+        if not self.steps:
+            return {}
+        mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
+        dt = time.perf_counter() - self.t0
+        row = {"kimg": cur_nimg / 1000, "nimg": cur_nimg, "step": step_index,
+               "loss_G": mean([s.loss_G for s in self.steps]), "loss_D": mean([s.loss_D for s in self.steps]),
+               "real_score": mean([s.real_score for s in self.steps]),
+               "fake_score": mean([s.fake_score for s in self.steps]),
+               "r1": mean([s.r1 for s in self.steps if s.r1 is not None]),
+               "img_per_s": (cur_nimg - self.nimg0) / max(dt, 1e-9), "sec_per_tick": dt}
+        if write:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        self.steps, self.t0, self.nimg0 = [], time.perf_counter(), cur_nimg
+        return row
+
+
+def _truncate_log(path: Path, nimg: int) -> None:
+    """Drop log lines written after the checkpoint we resume from."""
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["nimg"] <= nimg]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class _Schedule:
+    """Image counts at which the next log line, grid and checkpoint are due."""
+
+    preset: Preset
+    done: dict[str, int] = field(default_factory=dict)
+
+    def due(self, what: str, prev_nimg: int, cur_nimg: int) -> bool:
+        every = round(getattr(self.preset, f"{what}_kimg") * 1000)
+        return every > 0 and cur_nimg // every > prev_nimg // every
+
+
+def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", resume: bool = False,
+                 kimg: float | None = None, channels_last: bool = False) -> Path:
+    """Train StyleGAN2 on an aligned-face dataset; returns the run folder `out` (see the module docstring)."""
+    dataset, out = Path(dataset), Path(out)
+    created_group = not torch.distributed.is_initialized()
+    world = init_world(device)
+    try:
+        return _run(dataset, get_preset(preset), out, world, resume, kimg, channels_last)
+    finally:
+        if created_group:
+            close_world(world)
+
+
+def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, kimg: float | None,
+         channels_last: bool) -> Path:
+    existing = ckpt.list_checkpoints(out)
+    if existing and not resume:
+        raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
+    state = ckpt.load_checkpoint(existing[-1]) if resume and existing else None
+    if state is not None:
+        saved = Preset.from_dict(state["preset"])
+        if saved.name != preset.name:
+            raise TrainingError(f"{out} was trained with preset {saved.name!r}, not {preset.name!r}")
+        preset = saved                                    # the checkpoint's preset wins (nanoGPT style)
+    total_kimg = kimg if kimg is not None else (state["total_kimg"] if state else preset.total_kimg)
+    if preset.batch_size % world.size:
+        raise TrainingError(f"batch size {preset.batch_size} does not split over {world.size} processes")
+    batch = preset.batch_size // world.size
+
+    images = load_training_images(dataset, preset.resolution)
+    if len(images) < world.size:
+        raise TrainingError(f"dataset {dataset} holds {len(images)} images; need at least {world.size}")
+    _seed_all(preset.seed)                               # same initial networks in every process
+    trainer = GanTrainer(preset, world, channels_last=channels_last)
+    sampler = ImageSampler(len(images), preset.seed, world.rank, world.size, preset.mirror)
+    _seed_all(preset.seed * 1009 + world.rank + 1)         # a different stream of z, noise, augment per process
+    grid_z = torch.randn(GRID_COLS * GRID_ROWS, preset.z_dim,
+                         generator=torch.Generator().manual_seed(preset.seed + 123)).to(world.device)
+
+    log_path, grid_dir = out / "log.jsonl", out / "grids"
+    if state is not None:
+        trainer.load_state_dict(state)
+        if state["world_size"] == world.size:
+            _set_rng_state(state["rng"][world.rank], world.device)
+            sampler.position = state["sampler"][world.rank]
+        else:
+            sampler.position = trainer.cur_nimg // world.size
+    if world.is_main:
+        grid_dir.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            options = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
+                       "device": world.device, "world_size": world.size, "channels_last": channels_last,
+                       "images": len(images), "resumed_at_kimg": []}
+            log_path.unlink(missing_ok=True)    # a fresh run starts with an empty log
+            save_image_grid(to_float_batch(images, np.arange(min(len(images), 32)), np.zeros(0, bool), "cpu"),
+                            grid_dir / "reals.png", GRID_COLS)
+        else:
+            options = json.loads((out / "options.json").read_text())
+            options["resumed_at_kimg"].append(trainer.cur_nimg / 1000)
+            options["total_kimg"] = total_kimg
+            _truncate_log(log_path, trainer.cur_nimg)
+        (out / "options.json").write_text(json.dumps(options, indent=1))
+    barrier(world)
+
+    def snapshot(checkpoint: bool, grid: bool) -> None:
+        rng = all_gather_objects(_rng_state(world.device), world)
+        positions = all_gather_objects(sampler.position, world)
+        if world.is_main:
+            if grid:
+                with torch.no_grad():
+                    fakes = torch.cat([trainer.G_ema(z, noise_mode="const") for z in grid_z.split(batch)])
+                save_image_grid(fakes, grid_dir / f"grid-{trainer.cur_nimg:09d}.png", GRID_COLS)
+                plot_losses(log_path, out / "losses.png")
+            if checkpoint:
+                ckpt.save_checkpoint({**trainer.state_dict(), "preset": preset.to_dict(), "total_kimg": total_kimg,
+                                      "world_size": world.size, "rng": rng, "sampler": positions,
+                                      "version": CHECKPOINT_VERSION}, out, trainer.cur_nimg)
+        barrier(world)
+
+    total_nimg = round(total_kimg * 1000)
+    schedule = _Schedule(preset)
+    tick = TickLog(log_path)
+    tick.nimg0 = trainer.cur_nimg
+    bar = tqdm(total=round(total_kimg, 3), initial=round(trainer.cur_nimg / 1000, 3), unit="kimg",
+               disable=not world.is_main, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg "
+               "[{elapsed}<{remaining}{postfix}]")
+    last_checkpoint = trainer.cur_nimg if state is not None else -1
+    while trainer.cur_nimg < total_nimg:
+        prev = trainer.cur_nimg
+        indices, flips = sampler.take(batch)
+        stats = trainer.step(to_float_batch(images, indices, flips, world.device))
+        tick.add(stats)
+        bar.update((trainer.cur_nimg - prev) / 1000)
+        cur, final = trainer.cur_nimg, trainer.cur_nimg >= total_nimg
+        if schedule.due("log", prev, cur) or final:
+            row = tick.flush(cur, trainer.step_index, world.is_main)
+            bar.set_postfix_str(f"img/s {row['img_per_s']:.1f} G {row['loss_G']:.3f} D {row['loss_D']:.3f}"
+                                + (f" R1 {row['r1']:.4f}" if row["r1"] is not None else ""))
+        do_ckpt = schedule.due("checkpoint", prev, cur) or final
+        do_grid = schedule.due("sample", prev, cur) or final
+        if do_ckpt or do_grid:
+            t0 = time.perf_counter()
+            snapshot(do_ckpt, do_grid)
+            tick.t0 += time.perf_counter() - t0          # img/s counts training only
+            if do_ckpt:
+                last_checkpoint = cur
+    bar.close()
+    if last_checkpoint != trainer.cur_nimg:            # resumed at or past the requested length
+        snapshot(True, True)
+    return out
+
+
+def load_generator(run_dir: Path, device: str = "cpu") -> tuple[Generator, Preset]:
+    """The EMA generator of the run's latest checkpoint (eval mode, no grads) and the run's preset."""
+    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(Path(run_dir)), map_location=device)
+    preset = Preset.from_dict(state["preset"])
+    G, _ = build_networks(preset)
+    G.load_state_dict(state["G_ema"])
+    return G.to(device).eval().requires_grad_(False), preset
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m synth.train", description="Train StyleGAN2 on a face dataset.")
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--preset", default="cpu64")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--kimg", type=float, default=None)
+    args = parser.parse_args(argv)
+    try:
+        run_training(args.dataset, args.preset, args.out, args.device, args.resume, args.kimg)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
