@@ -1,0 +1,122 @@
+"""An aiortc client of the service, for tests and benchmarks: connects like the page does and measures.
+
+It receives the avatar's video and audio, records when each frame arrived and how loud each audio frame
+was, and talks over the "chat" data channel.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+SILENCE_RMS = 50.0   # int16 RMS below this counts as silence (speech is in the thousands)
+
+
+@dataclass
+class Received:
+    """What arrived, with arrival times from time.monotonic()."""
+
+    video_times: list[float] = field(default_factory=list)
+    video_sizes: list[tuple[int, int]] = field(default_factory=list)
+    audio: list[tuple[float, float]] = field(default_factory=list)    # (arrival time, RMS)
+
+    def video_fps(self, since: float, until: float) -> float:
+        n = sum(1 for t in self.video_times if since <= t < until)
+        return n / (until - since)
+
+    def first_loud_audio(self, since: float, threshold: float = SILENCE_RMS) -> float | None:
+        """Arrival time of the first non-silent audio frame after `since`."""
+        return next((t for t, rms in self.audio if t >= since and rms > threshold), None)
+
+    def audio_rms(self, since: float, until: float) -> float:
+        values = [rms for t, rms in self.audio if since <= t < until]
+        return float(np.sqrt(np.mean(np.square(values)))) if values else 0.0
+
+
+class AvatarProbe:
+    """One WebRTC session with the service at `base_url`."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.received = Received()
+        self.events: asyncio.Queue[dict] = asyncio.Queue()
+        self.session_id: str | None = None
+        self._channel_open = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def connect(self, timeout: float = 20.0) -> None:
+        """Offer recvonly audio + video and a "chat" channel; return once the channel is open."""
+        pc = self.pc
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        self.channel = pc.createDataChannel("chat")
+        self.channel.on("open", self._channel_open.set)
+        self.channel.on("message", lambda message: self.events.put_nowait(json.loads(message)))
+        pc.on("track", self._on_track)
+        await pc.setLocalDescription(await pc.createOffer())
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            response = await http.post(f"{self.base_url}/offer", json={"sdp": pc.localDescription.sdp,
+                                                                       "type": pc.localDescription.type})
+        response.raise_for_status()
+        answer = response.json()
+        self.session_id = answer["session_id"]
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        if self.channel.readyState != "open":
+            await asyncio.wait_for(self._channel_open.wait(), timeout)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        consume = self._consume_video if track.kind == "video" else self._consume_audio
+        self._tasks.append(asyncio.ensure_future(consume(track)))
+
+    async def _consume_video(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.received.video_times.append(time.monotonic())
+                self.received.video_sizes.append((frame.width, frame.height))
+        except MediaStreamError:
+            pass
+
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                samples = frame.to_ndarray().astype(np.float32)
+                self.received.audio.append((time.monotonic(), float(np.sqrt(np.mean(samples ** 2)))))
+        except MediaStreamError:
+            pass
+
+    def say(self, text: str) -> float:
+        """Send a chat message over the data channel; returns the time it was sent."""
+        self.channel.send(text)
+        return time.monotonic()
+
+    async def next_event(self, kind: str, timeout: float = 30.0) -> dict:
+        """Wait for the next event of type `kind` (others are skipped); an "error" event raises."""
+        async def wait() -> dict:
+            while True:
+                event = await self.events.get()
+                if event["type"] == kind:
+                    return event
+                if event["type"] == "error":
+                    raise RuntimeError(f"server error event: {event['message']}")
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def wait_for_media(self, timeout: float = 20.0) -> None:
+        """Return once both video frames and audio frames are arriving."""
+        async def wait() -> None:
+            while not (self.received.video_times and self.received.audio):
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(wait(), timeout)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()

@@ -1,0 +1,92 @@
+"""What one session shows and says at each instant: idle, or an utterance placed on the session clock.
+
+Both tracks read the same placement: video frame k plays the utterance's frame k - start_frame, audio sample n
+plays its sample n - start_frame * SAMPLES_PER_FRAME, so mouth and voice cannot drift apart. The video track
+asks from a worker thread, the audio track and the session from the event loop, hence the lock.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar.types import FPS, SAMPLE_RATE, Utterance
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 1920 audio samples per video frame
+
+
+@dataclass(frozen=True)
+class Placement:
+    """An utterance pinned to the session clock, starting on a video frame boundary."""
+
+    utterance: Utterance
+    start_frame: int
+
+    @property
+    def start_sample(self) -> int:
+        return self.start_frame * SAMPLES_PER_FRAME
+
+    @property
+    def end_frame(self) -> int:
+        return self.start_frame + len(self.utterance.frame_indices)
+
+    @property
+    def end_sample(self) -> int:
+        return self.start_sample + len(self.utterance.speech.audio.samples)
+
+    @property
+    def end_time(self) -> float:
+        """Seconds after the session clock's t0 when both the last sample and the last frame have played."""
+        return max(self.end_sample / SAMPLE_RATE, self.end_frame / FPS)
+
+
+class Timeline:
+    """The schedule of one session: at most one placed utterance; everything else is idle and silence."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._placement: Placement | None = None
+        self._next_frame = 0     # first video frame whose content is not decided yet
+        self._next_sample = 0    # first audio sample not handed out yet
+        self.generation = 0      # bumped by clear(): frames decided before it are stale
+
+    def place(self, utterance: Utterance) -> Placement:
+        """Start `utterance` at the first video frame boundary that neither track has played yet."""
+        with self._lock:
+            start = max(self._next_frame, math.ceil(self._next_sample / SAMPLES_PER_FRAME))
+            self._placement = Placement(utterance, start)
+            return self._placement
+
+    def clear(self) -> None:
+        """Barge-in: drop the placed utterance; the next audio chunk and the next frame are idle."""
+        with self._lock:
+            self._placement = None
+            self.generation += 1
+
+    @property
+    def placement(self) -> Placement | None:
+        return self._placement
+
+    def frame_index(self, k: int) -> int | None:
+        """The driving frame for video frame `k`, or None when it is an idle frame."""
+        with self._lock:
+            self._next_frame = max(self._next_frame, k + 1)
+            p = self._placement
+            if p is not None and p.start_frame <= k < p.end_frame:
+                return int(p.utterance.frame_indices[k - p.start_frame])
+            return None
+
+    def audio(self, n: int, count: int) -> np.ndarray:
+        """Samples n .. n+count as int16: the utterance where it overlaps, silence elsewhere."""
+        with self._lock:
+            self._next_sample = max(self._next_sample, n + count)
+            p = self._placement
+        out = np.zeros(count, np.int16)
+        if p is not None:
+            samples = p.utterance.speech.audio.samples
+            lo, hi = max(n, p.start_sample), min(n + count, p.end_sample)
+            if lo < hi:
+                out[lo - n:hi - n] = samples[lo - p.start_sample:hi - p.start_sample]
+        return out

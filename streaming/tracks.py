@@ -1,0 +1,130 @@
+"""The two media tracks of a session, paced on one shared clock.
+
+Video frame k is due at t0 + k/25 (pts in 90 kHz), audio sample n at t0 + n/48000 (pts in samples), with
+t0 set by whichever track starts first. Frames are rendered one ahead on a worker thread, so `recv()`
+only awaits a future that is normally ready.
+"""
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from concurrent.futures import Executor
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame, VideoFrame
+
+from avatar.types import FPS, SAMPLE_RATE
+from streaming.guarded import GuardedPerformer
+from streaming.timeline import Timeline
+
+AUDIO_CHUNK = SAMPLE_RATE // 50                  # 20 ms: 960 samples
+AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+VIDEO_CLOCK_RATE = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+MAX_LAG = 0.25                                   # seconds behind schedule before a track skips ahead
+
+
+class SessionClock:
+    """t0 of one session, shared by its tracks: set the first time anyone asks."""
+
+    def __init__(self) -> None:
+        self._t0: float | None = None
+
+    def start(self) -> float:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        return self._t0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start()
+
+    async def sleep_until(self, seconds: float) -> None:
+        """Sleep until `seconds` after t0 (at once if that has passed)."""
+        wait = self.start() + seconds - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class AvatarAudioTrack(MediaStreamTrack):
+    """20 ms frames of 48 kHz mono s16: the placed utterance's samples, silence elsewhere."""
+
+    kind = "audio"
+
+    def __init__(self, clock: SessionClock, timeline: Timeline) -> None:
+        super().__init__()
+        self._clock = clock
+        self._timeline = timeline
+        self._next = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = self._next
+        behind = self._clock.elapsed() - n / SAMPLE_RATE
+        if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
+            n = int(self._clock.elapsed() * SAMPLE_RATE) // AUDIO_CHUNK * AUDIO_CHUNK
+        await self._clock.sleep_until(n / SAMPLE_RATE)
+        samples = self._timeline.audio(n, AUDIO_CHUNK)
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = n
+        frame.time_base = AUDIO_TIME_BASE
+        self._next = n + AUDIO_CHUNK
+        return frame
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    """25 fps frames of the avatar: utterance frames while speaking, idle frames otherwise."""
+
+    kind = "video"
+
+    def __init__(self, clock: SessionClock, timeline: Timeline, performer: GuardedPerformer,
+                 executor: Executor | None = None) -> None:
+        super().__init__()
+        self._clock = clock
+        self._timeline = timeline
+        self._performer = performer
+        self._executor = executor
+        self._next = 0
+        self._ahead: tuple[int, int, asyncio.Future] | None = None  # (k, timeline generation, frame)
+
+    def _make_frame(self, k: int) -> VideoFrame:
+        """Worker thread: decide what frame k shows, render it and convert it for the encoder."""
+        index = self._timeline.frame_index(k)
+        if index is None:
+            index = self._performer.idle_index()
+        else:
+            self._performer.note_index(index)
+        rgb = self._performer.render(index)
+        frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        frame.pts = k * (VIDEO_CLOCK_RATE // FPS)
+        frame.time_base = VIDEO_TIME_BASE
+        return frame
+
+    def _submit(self, k: int) -> tuple[int, int, asyncio.Future]:
+        loop = asyncio.get_running_loop()
+        return k, self._timeline.generation, loop.run_in_executor(self._executor, self._make_frame, k)
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        k = self._next
+        behind = self._clock.elapsed() - k / FPS
+        if behind > MAX_LAG:  # rendering fell behind: skip to the present, the timeline stays aligned
+            k = int(self._clock.elapsed() * FPS)
+        ahead = self._ahead
+        if ahead is None or ahead[0] != k or ahead[1] != self._timeline.generation:
+            ahead = self._submit(k)  # nothing usable rendered ahead (start, skip or barge-in)
+        frame = await ahead[2]
+        self._ahead = self._submit(k + 1)
+        await self._clock.sleep_until(k / FPS)
+        self._next = k + 1
+        return frame
+
+    def stop(self) -> None:
+        if self._ahead is not None:
+            self._ahead[2].cancel()
+            self._ahead = None
+        super().stop()

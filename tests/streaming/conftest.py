@@ -1,0 +1,18 @@
+"""Fixtures: the app with stand-in parts, served by uvicorn on 127.0.0.1 (random free port) in a thread."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from streaming.app import create_app
+from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
+
+
+@pytest.fixture
+def fake_server() -> Iterator[str]:
+    """The app with the fake engine and bot (media and protocol checks that need no real voice)."""
+    app = create_app(loopback_settings(max_sessions=3, max_body_bytes=4096), engine=ToneEngine(),
+                     responder=ToneResponder())
+    with serve_in_thread(app, free_port()) as url:
+        yield url

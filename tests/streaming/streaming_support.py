@@ -1,0 +1,96 @@
+"""Helpers for the streaming tests: stand-ins for the engine and the bot, and a server in a thread.
+
+The stand-ins are used through the same protocols as the real parts: a tone instead of speech, flat frames
+whose brightness encodes the driving frame, and an echoing bot that refuses empty messages like the real one.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI
+
+from avatar.types import FPS, SAMPLE_RATE, AudioClip, Speech, Utterance
+from streaming.settings import ServiceSettings
+
+SIZE = 128
+
+
+class ToneResponder:
+    """Replies "You said: <text>"; a blank message raises ValueError like the bot's InvalidMessage."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def reply(self, text: str, session_id: str = "default") -> str:
+        if not text.strip():
+            raise ValueError("The message is empty: please type something.")
+        self.calls.append((text, session_id))
+        return f"You said: {text}"
+
+
+class TonePerformer:
+    """Speaks a 440 Hz tone 0.8 s long; idle frames cycle through driving frames 0..9."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._idle = 0
+        self.interrupts = 0
+
+    def prepare(self, text: str) -> Utterance:
+        n = int(0.8 * SAMPLE_RATE)
+        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(n) / SAMPLE_RATE)).astype(np.int16)
+        speech = Speech(text=text, audio=AudioClip(tone), phonemes=())
+        n_frames = int(np.ceil(n / SAMPLE_RATE * FPS))
+        return Utterance(speech=speech, mouth_targets=np.zeros((n_frames, 3), np.float32),
+                         frame_indices=np.arange(100, 100 + n_frames, dtype=np.int64))
+
+    def idle(self, n: int) -> np.ndarray:
+        out = (self._idle + np.arange(n)) % 10
+        self._idle += n
+        return out.astype(np.int64)
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
+
+    def render(self, index: int) -> np.ndarray:
+        return np.full((SIZE, SIZE, 3), min(255, 2 * int(index)), np.uint8)
+
+
+class ToneEngine:
+    frame_size = (SIZE, SIZE)
+
+    def performer(self, seed: int = 0) -> TonePerformer:
+        return TonePerformer(seed)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, port: int, timeout: float = 120.0) -> Iterator[str]:
+    """Run `app` on 127.0.0.1:port until the block ends; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def loopback_settings(**overrides) -> ServiceSettings:
+    return ServiceSettings(host="127.0.0.1", port=0, ice_loopback_only=True, **overrides)

@@ -1,0 +1,56 @@
+"""The session timeline: utterances start on a video frame boundary, audio and frames index the same clip."""
+from __future__ import annotations
+
+import numpy as np
+
+from avatar.types import SAMPLE_RATE, AudioClip, Speech, Utterance
+from streaming.timeline import SAMPLES_PER_FRAME, Timeline
+
+
+def utterance(n_samples: int) -> Utterance:
+    samples = (np.arange(n_samples) % 1000 + 1).astype(np.int16)       # never zero: easy to see where it lies
+    n_frames = -(-n_samples // SAMPLES_PER_FRAME)
+    return Utterance(speech=Speech("x", AudioClip(samples), ()), mouth_targets=np.zeros((n_frames, 3), np.float32),
+                     frame_indices=np.arange(500, 500 + n_frames))
+
+
+def test_placement_starts_after_what_both_tracks_have_played() -> None:
+    timeline = Timeline()
+    for k in range(3):
+        assert timeline.frame_index(k) is None           # idle
+    timeline.audio(0, 960 * 9)                            # audio is ahead: 8640 samples = 4.5 frames
+    placement = timeline.place(utterance(SAMPLE_RATE // 2))
+    assert placement.start_frame == 5                     # next boundary after both tracks
+    assert timeline.frame_index(4) is None
+    assert timeline.frame_index(5) == 500
+    assert timeline.frame_index(6) == 501
+
+
+def test_audio_and_frames_line_up() -> None:
+    timeline = Timeline()
+    clip = utterance(10 * SAMPLES_PER_FRAME + 100)
+    placement = timeline.place(clip)
+    start = placement.start_sample
+    chunk = timeline.audio(start - 480, 960)              # straddles the start
+    assert (chunk[:480] == 0).all()
+    assert (chunk[480:] == clip.speech.audio.samples[:480]).all()
+    # the audio of frame k is the clip's samples of frame k - start_frame
+    k = placement.start_frame + 7
+    audio = timeline.audio(k * SAMPLES_PER_FRAME, SAMPLES_PER_FRAME)
+    assert (audio == clip.speech.audio.samples[7 * SAMPLES_PER_FRAME:8 * SAMPLES_PER_FRAME]).all()
+    assert timeline.frame_index(k) == 507
+    tail = timeline.audio(placement.end_sample - 50, 960)  # after the end: silence
+    assert (tail[:50] != 0).all() and (tail[50:] == 0).all()
+    assert timeline.frame_index(placement.end_frame) is None
+
+
+def test_clear_drops_the_rest_at_once() -> None:
+    timeline = Timeline()
+    placement = timeline.place(utterance(SAMPLE_RATE))
+    generation = timeline.generation
+    k = placement.start_frame + 3
+    assert timeline.frame_index(k) is not None
+    timeline.clear()
+    assert timeline.generation == generation + 1
+    assert timeline.frame_index(k + 1) is None
+    assert (timeline.audio((k + 1) * SAMPLES_PER_FRAME, 960) == 0).all()

@@ -1,0 +1,51 @@
+"""WebRTC plumbing with stand-in parts: pacing, the chat channel, audio placement and barge-in."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from streaming.probe import AvatarProbe
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_paced_media_and_spoken_reply(fake_server: str) -> None:
+    probe = AvatarProbe(fake_server)
+    try:
+        await probe.connect()
+        await probe.wait_for_media()
+        await asyncio.sleep(2.5)
+        now = time.monotonic()
+        fps = probe.received.video_fps(now - 2.0, now)
+        assert 20 <= fps <= 30, fps
+        assert probe.received.video_sizes[-1] == (128, 128)
+        assert probe.received.audio_rms(now - 1.0, now) < 50     # idle: silence
+
+        sent = probe.say("hello there")
+        reply = await probe.next_event("reply")
+        assert reply["text"] == "You said: hello there"
+        await probe.next_event("speaking")
+        await probe.next_event("done", timeout=10)
+        loud = probe.received.first_loud_audio(sent)
+        assert loud is not None, "no audible audio after the reply"
+        assert probe.received.audio_rms(loud, loud + 0.5) > 2000  # the tone, not noise
+    finally:
+        await probe.close()
+
+
+async def test_barge_in_cuts_the_old_reply(fake_server: str) -> None:
+    probe = AvatarProbe(fake_server)
+    try:
+        await probe.connect()
+        await probe.wait_for_media()
+        probe.say("first message")
+        await probe.next_event("speaking")
+        probe.say("second message")
+        await probe.next_event("interrupted", timeout=5)
+        reply = await probe.next_event("reply")
+        assert reply["text"] == "You said: second message"
+        await probe.next_event("done", timeout=10)
+    finally:
+        await probe.close()
