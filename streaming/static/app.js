@@ -26,7 +26,7 @@ function addLine(kind, who, text) {
     const name = document.createElement("span");
     name.className = "who";
     name.textContent = who;
-    item.append(name, document.createTextNode(text));
+    item.append(name, document.createTextNode(" " + text));
     transcript.append(item);
     transcript.scrollTop = transcript.scrollHeight;
   }
@@ -68,6 +68,7 @@ async function connect() {
   avatar.channel = channel;
   channel.onmessage = (message) => onEvent(JSON.parse(message.data));
   channel.onopen = () => setStatus("");
+  channel.onclose = () => { if (pc === avatar.pc) dropped("the connection closed"); };
 
   const stream = new MediaStream();
   avatar.stream = stream;

@@ -1,0 +1,143 @@
+"""Runs inside a fresh network namespace: brings `lo` up, serves the app, drives Chromium, prints JSON.
+
+Usage: python browser_driver.py --page /|/kiosk --parts fake|real --out result.json
+Everything stays on loopback: the namespace has no other interface, the server offers 127.0.0.1 only and
+Chromium is allowed loopback candidates.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # the repository
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # streaming_support
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from streaming.app import create_app  # noqa: E402
+from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+# In the page: video frames presented per second, measured with requestVideoFrameCallback.
+COUNT_FRAMES = """async (seconds) => {
+  const video = document.getElementById("avatar");
+  let frames = 0;
+  const tick = () => { frames += 1; video.requestVideoFrameCallback(tick); };
+  video.requestVideoFrameCallback(tick);
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  return frames / seconds;
+}"""
+
+# In the page: decoded video frames and the received audio energy, from getStats.
+RTP_STATS = """async () => {
+  const out = { framesDecoded: 0, totalAudioEnergy: 0, audioLevel: 0, frameWidth: 0 };
+  const stats = await window.avatar.pc.getStats();
+  stats.forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "video") { out.framesDecoded = s.framesDecoded || 0; out.frameWidth = s.frameWidth || 0; }
+    if (s.kind === "audio") { out.totalAudioEnergy = s.totalAudioEnergy || 0; out.audioLevel = s.audioLevel || 0; }
+  });
+  return out;
+}"""
+
+# In the page: the loudest RMS seen by a WebAudio analyser on the remote stream during `seconds`.
+ANALYSER_PEAK = """async (seconds) => {
+  const context = new AudioContext();
+  await context.resume();
+  const source = context.createMediaStreamSource(window.avatar.stream);
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 2048;
+  source.connect(analyser);
+  const data = new Float32Array(analyser.fftSize);
+  let peak = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    analyser.getFloatTimeDomainData(data);
+    let sum = 0;
+    for (const x of data) sum += x * x;
+    peak = Math.max(peak, Math.sqrt(sum / data.length));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  context.close();
+  return peak;
+}"""
+
+
+def build_app(parts: str):
+    settings = loopback_settings()
+    if parts == "fake":
+        return create_app(settings, engine=ToneEngine(), responder=ToneResponder())
+    return create_app(settings)                              # the real engine and bot, built in the lifespan
+
+
+def drive(page_path: str, base_url: str, message: str) -> dict:
+    result: dict = {"page": page_path}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000)
+        page = browser.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.goto(base_url + page_path, timeout=30_000)
+        result["notice"] = page.inner_text("#ai-notice")
+        page.wait_for_function("window.avatar && window.avatar.channel && window.avatar.channel.readyState === 'open'",
+                               timeout=60_000)
+        page.wait_for_function("document.getElementById('avatar').readyState >= 2", timeout=30_000)
+        result["connects"] = page.evaluate("window.avatar.connects")
+        before = page.evaluate(RTP_STATS)
+        result["fps_rvfc"] = page.evaluate(COUNT_FRAMES, 3)
+        after = page.evaluate(RTP_STATS)
+        result["fps_decoded"] = (after["framesDecoded"] - before["framesDecoded"]) / 3  # about 3 s apart
+        result["frame_width"] = after["frameWidth"]
+        result["idle_audio_energy"] = after["totalAudioEnergy"] - before["totalAudioEnergy"]
+        result["video_paused"] = page.evaluate("document.getElementById('avatar').paused")
+
+        result["idle_analyser_peak"] = page.evaluate(ANALYSER_PEAK, 1.0)
+        energy_before = page.evaluate(RTP_STATS)["totalAudioEnergy"]
+        page.fill("#message", message)
+        page.press("#message", "Enter")
+        page.wait_for_function("window.avatar.events.some((e) => e.type === 'speaking')", timeout=60_000)
+        result["analyser_peak"] = page.evaluate(ANALYSER_PEAK, 1.5)
+        page.wait_for_function("window.avatar.events.some((e) => e.type === 'done')", timeout=60_000)
+        result["speech_audio_energy"] = page.evaluate(RTP_STATS)["totalAudioEnergy"] - energy_before
+        result["transcript"] = page.inner_text("#transcript") if page_path == "/" else ""
+        result["caption"] = page.inner_text("#caption") if page_path == "/kiosk" else ""
+        result["events"] = page.evaluate("window.avatar.events")
+        if page_path == "/kiosk":  # hang up from the server side: the kiosk must reconnect by itself
+            first = page.evaluate("window.avatar.sessionId")
+            page.evaluate("(id) => fetch(`/session/${id}`, {method: 'DELETE'})", first)
+            page.wait_for_function("(id) => window.avatar.sessionId !== id && window.avatar.channel"
+                                   " && window.avatar.channel.readyState === 'open'", arg=first, timeout=60_000)
+            result["reconnected"] = True
+            result["connects"] = page.evaluate("window.avatar.connects")
+        result["console"] = console[-20:]
+        browser.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--page", default="/")
+    parser.add_argument("--parts", choices=("fake", "real"), default="real")
+    parser.add_argument("--message", default="What is AI?")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    started = time.monotonic()
+    with serve_in_thread(build_app(args.parts), free_port(), timeout=300) as url:
+        result = {"startup_s": time.monotonic() - started}
+        result.update(drive(args.page, url, args.message))
+    args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Headless Chromium in a loopback-only network namespace: the page and the kiosk, with the real parts."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DRIVER = Path(__file__).with_name("browser_driver.py")
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(400)]
+
+
+def namespaces_allowed() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True).returncode == 0
+
+
+def run_driver(page: str, tmp_path: Path, parts: str = "real") -> dict:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make test installs it as root)")
+    if not namespaces_allowed():
+        pytest.skip("cannot create a network namespace here (unshare -n needs root or user namespaces)")
+    out = tmp_path / "result.json"
+    proc = subprocess.run(["unshare", "-n", sys.executable, str(DRIVER), "--page", page, "--parts", parts,
+                           "--out", str(out)], capture_output=True, text=True, timeout=360)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_page_plays_and_speaks_the_reply(tmp_path: Path) -> None:
+    result = run_driver("/", tmp_path)
+    assert "talking to an AI" in result["notice"]
+    assert not result["video_paused"]
+    assert result["fps_rvfc"] > 10, result                         # frames are presented, not just decoded
+    assert 20 <= result["fps_decoded"] <= 30, result
+    assert "Artificial Intelligence is the branch of engineering" in result["transcript"], result["transcript"]
+    assert result["idle_analyser_peak"] < 0.01, result            # silence while listening
+    assert result["analyser_peak"] > 0.02, result                 # the spoken answer arrives as sound
+
+
+def test_kiosk_connects_captions_and_reconnects(tmp_path: Path) -> None:
+    result = run_driver("/kiosk", tmp_path)
+    assert "talking to an AI" in result["notice"]
+    assert 20 <= result["fps_decoded"] <= 30, result
+    assert "Artificial Intelligence" in result["caption"], result
+    assert result["analyser_peak"] > 0.02, result
+    assert result["reconnected"] and result["connects"] >= 2, result
