@@ -16,3 +16,14 @@ def fake_server() -> Iterator[str]:
                      responder=ToneResponder())
     with serve_in_thread(app, free_port()) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def real_server() -> Iterator[str]:
+    """The app with the real engine (default avatar, espeak-ng voice, renderer) and the real bot."""
+    import torch
+
+    torch.set_num_threads(1)
+    app = create_app(loopback_settings(max_sessions=4))
+    with serve_in_thread(app, free_port(), timeout=900) as url:
+        yield url

@@ -1,0 +1,79 @@
+"""Sustained frame rate and CPU per live session, and how many concurrent sessions hold 25 fps.
+
+Runs the real service in a child process (its CPU time read from /proc) and N aiortc clients here, for
+N = 1, 2, ... until the slowest session falls below 24 fps or --max is reached. The clients talk now and
+then so both idle and speaking frames are measured. The clients decode every frame on the same machine,
+so their CPU is reported too.
+Usage: .venv/bin/python bench/sessions.py [--max 6] [--seconds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streaming.child import ServiceProcess, service  # noqa: E402
+from streaming.ice import loopback_only  # noqa: E402
+from streaming.probe import AvatarProbe  # noqa: E402
+
+HOLD_FPS = 24.0
+
+
+async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
+    probes = [AvatarProbe(svc.url) for _ in range(n)]
+    try:
+        for probe in probes:
+            await probe.connect()
+            await probe.wait_for_media()
+        await asyncio.sleep(2.0)                                     # warm-up
+        start, cpu0, own0 = time.monotonic(), svc.cpu_seconds(), time.process_time()
+        for i, probe in enumerate(probes):                           # staggered speech during the window
+            asyncio.get_running_loop().call_later(0.5 + i * 0.7, probe.say, "What is AI?")
+        await asyncio.sleep(seconds)
+        end, cpu1, own1 = time.monotonic(), svc.cpu_seconds(), time.process_time()
+        fps = [p.received.video_fps(start, end) for p in probes]
+        size = probes[0].received.video_sizes[-1]
+        return {"n": n, "fps": fps, "server_cpu": (cpu1 - cpu0) / (end - start),
+                "client_cpu": (own1 - own0) / (end - start), "size": size}
+    finally:
+        for probe in probes:
+            await probe.close()
+
+
+async def sweep(svc: ServiceProcess, max_n: int, seconds: float) -> list[dict]:
+    results = []
+    for n in range(1, max_n + 1):
+        result = await run_level(svc, n, seconds)
+        results.append(result)
+        fps = result["fps"]
+        print(f"  {n} session(s) at {result['size'][0]}x{result['size'][1]}: fps min {min(fps):5.1f} "
+              f"mean {sum(fps) / n:5.1f} | server CPU {result['server_cpu'] * 100:5.1f}% of one core "
+              f"({result['server_cpu'] * 100 / n:5.1f}% per session) | clients' CPU {result['client_cpu'] * 100:5.1f}%",
+              flush=True)
+        if min(fps) < HOLD_FPS:
+            break
+        await asyncio.sleep(2.0)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--max", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPU cores (shared with other users: figures vary with their load)")
+    with service(max_sessions=args.max + 1) as svc, loopback_only():
+        results = asyncio.run(sweep(svc, args.max, args.seconds))
+    held = [r["n"] for r in results if min(r["fps"]) >= HOLD_FPS]
+    one = results[0]
+    print(f"\none session: {one['fps'][0]:.1f} fps, {one['server_cpu'] * 100:.1f}% of one core (target <= 50%)")
+    print(f"concurrent sessions holding >= {HOLD_FPS:.0f} fps: {max(held) if held else 0} (target >= 3)")
+
+
+if __name__ == "__main__":
+    main()

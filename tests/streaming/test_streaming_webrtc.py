@@ -1,0 +1,51 @@
+"""End to end over WebRTC with the real parts: an aiortc client on 127.0.0.1 sees and hears the avatar answer."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from streaming.probe import AvatarProbe
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+AI_ANSWER = "Artificial Intelligence is the branch of engineering and science devoted to constructing machines that think."
+
+
+async def test_client_sees_and_hears_the_answer(real_server: str) -> None:
+    probe = AvatarProbe(real_server)
+    try:
+        await probe.connect(timeout=60)
+        await probe.wait_for_media()
+        await asyncio.sleep(3.0)
+        now = time.monotonic()
+        assert 20 <= probe.received.video_fps(now - 2.5, now) <= 30
+        width, height = probe.received.video_sizes[-1]
+        assert width >= 256 and height >= 256
+        idle_rms = probe.received.audio_rms(now - 2.0, now)
+        assert idle_rms < 50                                           # silence while listening
+
+        sent = probe.say("What is AI?")
+        assert (await probe.next_event("reply"))["text"] == AI_ANSWER
+        speaking = await probe.next_event("speaking")
+        assert speaking["duration"] > 2.0
+        await probe.next_event("done", timeout=60)
+        loud = probe.received.first_loud_audio(sent)
+        assert loud is not None, "the reply was not heard"
+        assert probe.received.audio_rms(loud, loud + speaking["duration"]) > 500   # speech, not a click
+        after = time.monotonic()
+        assert 20 <= probe.received.video_fps(sent, after) <= 30        # the pace holds while speaking
+    finally:
+        await probe.close()
+
+
+async def test_bot_refusals_are_clear_4xx(real_server: str) -> None:
+    async with httpx.AsyncClient(base_url=real_server, timeout=60) as http:
+        empty = await http.post("/chat", json={"text": "  "})
+        assert empty.status_code == 422 and "empty" in empty.json()["detail"]
+        huge = await http.post("/chat", json={"text": "a" * 10_000})   # within the body limit, over the bot's
+        assert huge.status_code == 422 and "too long" in huge.json()["detail"]
+        emoji = await http.post("/chat", json={"text": "🙂🙂"})
+        assert emoji.status_code == 200 and emoji.json()["reply"]
