@@ -63,25 +63,26 @@ def viseme_for(symbol: str) -> str:
 def mouth_targets(speech: Speech, fps: int = FPS, n_frames: int | None = None) -> np.ndarray:
     """Mouth shape per video frame, float32 [F, 3] (opening, width, roundness).
 
-    F is ceil(duration * fps) unless `n_frames` is given (frames past the speech are at rest). Each frame
+    F is ceil(duration * fps) unless `n_frames` is given (frames past the speech are at rest; fewer frames are
+    the first of the full result). Each frame
     averages the shapes over its interval, a short centred filter blends neighbours (coarticulation), and
     then every M/B/P and F/V shows its lip contact on the frame where it sits most, so closures are not
     smoothed away.
     """
-    if n_frames is None:
-        n_frames = math.ceil(speech.duration * fps - 1e-9)
+    natural = math.ceil(speech.duration * fps - 1e-9)
+    n_frames = natural if n_frames is None else n_frames
     if n_frames <= 0:
         return np.zeros((0, 3), dtype=np.float32)
-    edges = np.arange(n_frames + 1, dtype=np.float64) / fps
+    edges = np.arange(max(n_frames, natural) + 1, dtype=np.float64) / fps
     cumulative = _shape_integral(speech.phonemes, edges[-1])
     targets = np.stack([np.diff(np.interp(edges, cumulative[0], dim)) * fps for dim in cumulative[1:]], axis=1)
     targets = _smooth(targets.astype(np.float32))                                   # [F, 3]
     contacts = sorted((p for p in speech.phonemes if p.viseme in _CONTACTS), key=lambda p: p.viseme == "closed")
     for phoneme in contacts:                      # closed last, so it wins a frame shared with an F/V
         frame = _dominant_frame(phoneme, fps)
-        if frame < n_frames:
+        if frame < len(targets):
             targets[frame] = VISEME_SHAPES[phoneme.viseme].as_array()
-    return targets
+    return targets[:n_frames]
 
 
 def _shape_integral(phonemes: tuple[Phoneme, ...], until: float) -> list[np.ndarray]:
