@@ -24,6 +24,7 @@ class Received:
 
     video_times: list[float] = field(default_factory=list)
     video_sizes: list[tuple[int, int]] = field(default_factory=list)
+    video_luma: list[float] = field(default_factory=list)             # mean brightness of each frame
     audio: list[tuple[float, float]] = field(default_factory=list)    # (arrival time, RMS)
 
     def video_fps(self, since: float, until: float) -> float:
@@ -47,6 +48,7 @@ class AvatarProbe:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.received = Received()
         self.events: asyncio.Queue[dict] = asyncio.Queue()
+        self.log: list[dict] = []                                     # every event, in order
         self.session_id: str | None = None
         self._channel_open = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -58,7 +60,7 @@ class AvatarProbe:
         pc.addTransceiver("audio", direction="recvonly")
         self.channel = pc.createDataChannel("chat")
         self.channel.on("open", self._channel_open.set)
-        self.channel.on("message", lambda message: self.events.put_nowait(json.loads(message)))
+        self.channel.on("message", self._on_message)
         pc.on("track", self._on_track)
         await pc.setLocalDescription(await pc.createOffer())
         async with httpx.AsyncClient(timeout=timeout) as http:
@@ -71,6 +73,11 @@ class AvatarProbe:
         if self.channel.readyState != "open":
             await asyncio.wait_for(self._channel_open.wait(), timeout)
 
+    def _on_message(self, message: str) -> None:
+        event = json.loads(message)
+        self.log.append(event)
+        self.events.put_nowait(event)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         consume = self._consume_video if track.kind == "video" else self._consume_audio
         self._tasks.append(asyncio.ensure_future(consume(track)))
@@ -81,6 +88,8 @@ class AvatarProbe:
                 frame = await track.recv()
                 self.received.video_times.append(time.monotonic())
                 self.received.video_sizes.append((frame.width, frame.height))
+                luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)[:, :frame.width]
+                self.received.video_luma.append(float(luma.mean()))
         except MediaStreamError:
             pass
 

@@ -31,6 +31,11 @@ async def test_paced_media_and_spoken_reply(fake_server: str) -> None:
         loud = probe.received.first_loud_audio(sent)
         assert loud is not None, "no audible audio after the reply"
         assert probe.received.audio_rms(loud, loud + 0.5) > 2000  # the tone, not noise
+        # the stand-in renders speaking frames bright and idle frames dark: picture and sound start together
+        seen = probe.received
+        bright = next(t for t, luma in zip(seen.video_times, seen.video_luma) if t >= sent and luma > 100)
+        print(f"video leads audio by {loud - bright:+.3f} s")
+        assert abs(bright - loud) < 0.12, (bright - loud)
     finally:
         await probe.close()
 
@@ -47,5 +52,13 @@ async def test_barge_in_cuts_the_old_reply(fake_server: str) -> None:
         reply = await probe.next_event("reply")
         assert reply["text"] == "You said: second message"
         await probe.next_event("done", timeout=10)
+        await asyncio.sleep(0.3)
+        kinds = [event["type"] for event in probe.log]
+        assert kinds.count("done") == 1 and kinds.count("speaking") == 2, kinds  # the first turn never finished
+        assert kinds.index("interrupted") < kinds.index("done")
+        # the avatar is silent again after the second reply: nothing of the first is left queued
+        now = time.monotonic()
+        await asyncio.sleep(1.0)
+        assert probe.received.audio_rms(now + 0.3, now + 1.0) < 50
     finally:
         await probe.close()
