@@ -63,43 +63,42 @@ def viseme_for(symbol: str) -> str:
 def mouth_targets(speech: Speech, fps: int = FPS, n_frames: int | None = None) -> np.ndarray:
     """Mouth shape per video frame, float32 [F, 3] (opening, width, roundness).
 
-    F is ceil(duration * fps) unless `n_frames` is given (frames past the speech are at rest; fewer frames are
-    the first of the full result). Each frame
-    averages the shapes over its interval, a short centred filter blends neighbours (coarticulation), and
-    then every M/B/P and F/V shows its lip contact on the frame where it sits most, so closures are not
-    smoothed away.
+    F is ceil(duration * fps) unless `n_frames` is given: frames past the speech rest, and fewer frames are
+    the start of the full result. Each frame averages the viseme shapes over its interval, a short centred
+    filter blends neighbours (coarticulation), then every M/B/P and F/V shows its lip contact on the frame
+    holding its middle, so that short closures are not smoothed away.
     """
     natural = math.ceil(speech.duration * fps - 1e-9)
     n_frames = natural if n_frames is None else n_frames
     if n_frames <= 0:
         return np.zeros((0, 3), dtype=np.float32)
-    edges = np.arange(max(n_frames, natural) + 1, dtype=np.float64) / fps
-    cumulative = _shape_integral(speech.phonemes, edges[-1])
-    targets = np.stack([np.diff(np.interp(edges, cumulative[0], dim)) * fps for dim in cumulative[1:]], axis=1)
-    targets = _smooth(targets.astype(np.float32))                                   # [F, 3]
+    targets = _smooth(_frame_averages(speech.phonemes, max(n_frames, natural), fps))     # [F, 3]
     contacts = sorted((p for p in speech.phonemes if p.viseme in _CONTACTS), key=lambda p: p.viseme == "closed")
     for phoneme in contacts:                      # closed last, so it wins a frame shared with an F/V
-        frame = _dominant_frame(phoneme, fps)
+        frame = int((phoneme.start + phoneme.end) / 2 * fps)
         if frame < len(targets):
             targets[frame] = VISEME_SHAPES[phoneme.viseme].as_array()
     return targets[:n_frames]
 
 
-def _shape_integral(phonemes: tuple[Phoneme, ...], until: float) -> list[np.ndarray]:
-    """[times, ∫opening, ∫width, ∫roundness] at the phoneme boundaries; rest before, between and after."""
-    times, shapes = [0.0], []
+def _frame_averages(phonemes: tuple[Phoneme, ...], n_frames: int, fps: int) -> np.ndarray:
+    """float32 [F, 3]: the time average of the shapes over each frame's interval; rest outside the phonemes."""
+    rest = VISEME_SHAPES["rest"].as_array()
+    times, shapes = [0.0], []                    # piecewise-constant shape: shapes[i] holds from times[i]
     for phoneme in phonemes:
         if phoneme.start > times[-1]:
             times.append(phoneme.start)
-            shapes.append(VISEME_SHAPES["rest"].as_array())
+            shapes.append(rest)
         if phoneme.end > times[-1]:
             times.append(phoneme.end)
             shapes.append(VISEME_SHAPES[phoneme.viseme].as_array())
-    times.append(max(until, times[-1]) + 1.0)
-    shapes.append(VISEME_SHAPES["rest"].as_array())
-    spans = np.diff(np.array(times))[:, None] * np.array(shapes, dtype=np.float64)   # [S, 3]
-    cumulative = np.concatenate([np.zeros((1, 3)), np.cumsum(spans, axis=0)])        # [S+1, 3]
-    return [np.array(times), *cumulative.T]
+    edges = np.arange(n_frames + 1, dtype=np.float64) / fps
+    times.append(max(edges[-1], times[-1]) + 1.0)
+    shapes.append(rest)
+    spans = np.diff(times)[:, None] * np.array(shapes, dtype=np.float64)                  # [S, 3]
+    integral = np.concatenate([np.zeros((1, 3)), np.cumsum(spans, axis=0)])               # [S+1, 3]
+    per_frame = [np.diff(np.interp(edges, times, integral[:, k])) * fps for k in range(3)]
+    return np.stack(per_frame, axis=1).astype(np.float32)
 
 
 def _smooth(targets: np.ndarray) -> np.ndarray:
@@ -107,8 +106,3 @@ def _smooth(targets: np.ndarray) -> np.ndarray:
     pad = len(_SMOOTHING) // 2
     padded = np.pad(targets, ((pad, pad), (0, 0)), mode="edge")
     return sum(w * padded[i:i + len(targets)] for i, w in enumerate(_SMOOTHING)).astype(np.float32)
-
-
-def _dominant_frame(phoneme: Phoneme, fps: int) -> int:
-    """The frame that holds the middle of the phoneme (for a phoneme within one frame: the one it sits in)."""
-    return int((phoneme.start + phoneme.end) / 2 * fps)
