@@ -95,9 +95,30 @@ def test_voice_changes_the_output() -> None:
     us_symbols = [p.symbol for p in us.phonemes]
     gb_symbols = [p.symbol for p in gb.phonemes]
     assert us_symbols != gb_symbols                    # American and British pronounce it differently
-    variant = EspeakVoice(VoiceSettings(voice="en-us+f3")).synthesize(text)
-    assert sounds(variant) == sounds(us)                                  # same words and accent ...
-    assert not np.array_equal(variant.audio.samples, us.audio.samples)  # ... another voice
+    female = EspeakVoice(VoiceSettings(voice="en-us+f3")).synthesize(text)
+    assert sounds(female) == sounds(us)                   # same words and accent ...
+    assert median_pitch(female) > 1.5 * median_pitch(us)  # ... in a higher voice
+
+
+def test_pitch_setting_moves_the_pitch() -> None:
+    low, mid, high = (median_pitch(EspeakVoice(VoiceSettings(pitch=p)).synthesize(TEXT)) for p in (20, 50, 80))
+    assert low < 0.9 * mid and high > 1.1 * mid
+    assert 60 < mid < 200                                 # an adult voice, in Hz
+
+
+def median_pitch(speech: Speech) -> float:
+    """Median F0 in Hz of the loud 40 ms windows, from the autocorrelation peak between 60 and 400 Hz."""
+    x = speech.audio.samples.astype(np.float64)
+    size, shortest, longest = 2048, SAMPLE_RATE // 400, SAMPLE_RATE // 60
+    estimates = []
+    for start in range(0, len(x) - size, size):
+        window = x[start:start + size] - x[start:start + size].mean()
+        if np.sqrt(np.mean(window**2)) < 1500:
+            continue
+        correlation = np.correlate(window, window, "full")[size - 1:]
+        estimates.append(SAMPLE_RATE / (shortest + np.argmax(correlation[shortest:longest])))
+    assert len(estimates) >= 5
+    return float(np.median(estimates))
 
 
 def sounds(speech: Speech) -> list[str]:
