@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Request
 
@@ -37,8 +38,11 @@ def build_responder(settings: ServiceSettings) -> Responder:
     from bot.responder import BotSettings, ChatResponder
 
     bot = BotSettings(max_message_chars=settings.max_message_chars)
-    if settings.database_url is not None:
-        bot = BotSettings(database_url=settings.database_url, max_message_chars=settings.max_message_chars)
+    url = settings.database_url
+    if url is not None:
+        if "://" not in url:  # a plain path names an SQLite file
+            url = f"sqlite:///{Path(url).expanduser().resolve()}"
+        bot = BotSettings(database_url=url, max_message_chars=settings.max_message_chars)
     return ChatResponder.create(bot)
 
 
