@@ -45,13 +45,13 @@ class VoiceSettings:
     variant such as "en-us+f3" (see `list_variants()`)."""
 
     voice: str = "en-us"     # American English
-    rate: int = 165          # words per minute, 80..450
+    rate: int = 165          # words per minute, 80..400 (faster, espeak time-compresses and its events drift)
     volume: int = 100        # espeak amplitude, 0..200 (100 is its default and does not clip)
     pitch: int = 50          # base pitch, 0..100
     pitch_range: int = 50    # intonation, 0 (monotone)..100
 
     def __post_init__(self) -> None:
-        for name, low, high in (("rate", 80, 450), ("volume", 0, 200), ("pitch", 0, 100), ("pitch_range", 0, 100)):
+        for name, low, high in (("rate", 80, 400), ("volume", 0, 200), ("pitch", 0, 100), ("pitch_range", 0, 100)):
             value = getattr(self, name)
             if not isinstance(value, int) or not low <= value <= high:
                 raise VoiceError(f"voice {name} must be a whole number from {low} to {high}, got {value!r}")
@@ -195,7 +195,7 @@ class _Espeak:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()      # re-entrant: listing voices may happen inside a synth call
         rate = espeak.Initialize(espeak.AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, None,
                                  _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT)
         if rate <= 0:

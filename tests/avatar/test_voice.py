@@ -56,11 +56,14 @@ def test_timeline_is_ordered_contiguous_and_covers_the_audio(speech: Speech) -> 
     assert any(p.symbol.startswith("_") for p in phonemes[1:-1])      # the commas and full stops pause
 
 
-def test_voiced_energy_falls_inside_phonemes_not_pauses(speech: Speech) -> None:
+@pytest.mark.parametrize("settings", [VoiceSettings(), VoiceSettings(rate=80), VoiceSettings(rate=400),
+                                      VoiceSettings(voice="en-gb+f3")], ids=["default", "slowest", "fastest", "gb-f3"])
+def test_voiced_energy_falls_inside_phonemes_not_pauses(settings: VoiceSettings) -> None:
+    speech = EspeakVoice(settings).synthesize(TEXT)
     rms, times = window_rms(speech)
     pause = in_pause(speech, times)
     loud = rms > 0.1 * np.percentile(rms, 90)
-    assert pause.sum() > 20                           # at least 0.2 s of pauses to judge
+    assert pause.sum() >= 10                          # at least 0.1 s of pauses to judge
     assert (loud & ~pause).sum() / loud.sum() >= 0.9   # voiced energy lies in phoneme spans
     assert (~loud & pause).sum() / pause.sum() >= 0.8  # and pauses are mostly quiet
 
