@@ -1,0 +1,451 @@
+"""The built-in avatar: a driving clip generated from scikit-image's public-domain `astronaut` photograph (NASA).
+
+The photo has one face (dlib also fires, weakly, on the mission patch; the highest-scoring detection, the
+face at about rows 76..166, columns 175..265, is the one). Every frame is the photo warped piecewise-affinely
+over a Delaunay mesh of the 68 landmarks plus rings of head/shoulder points and fixed border points: the
+lips, jaw and eyelids move to make mouth shapes and blinks, and the whole head takes small shifts, tilts and
+turns. Open mouths get a painted dark interior with a hint of teeth. Descriptors come from the target
+landmarks of each frame. The result is cached as an .npz keyed by GENERATOR_VERSION.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+from tqdm import tqdm
+
+from avatar.driving import ClipError, DrivingClip, eye_centres, inter_ocular
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "astronaut-v1"
+SOURCE = f"skimage.data.astronaut (NASA, public domain), warped by avatar.default_avatar {GENERATOR_VERSION}"
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "avatars"
+
+OPEN_GAP = 0.40                 # inner-lip gap at full opening, in inter-ocular distances (IOD)
+OPENINGS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SHAPES = ("neutral", "wide", "round")
+BLINKS = (0.45, 0.0)            # eye openness of the half-closed and closed blink frames
+BLINK_OPENINGS = (0.0, 0.5)     # mouth openings that also get blink frames
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """A small head motion, applied to the face mesh."""
+
+    dx: float = 0.0      # shift right, pixels
+    dy: float = 0.0      # shift down, pixels
+    roll: float = 0.0    # tilt, degrees clockwise
+    yaw: float = 0.0     # turn: nose-tip shift sideways, in IOD
+    pitch: float = 0.0   # nod: nose-tip shift down, in IOD
+
+
+def _pose_ring(n: int = 6) -> tuple[HeadPose, ...]:
+    """The centre pose and `n` poses around it, neighbours one small step apart."""
+    poses = [HeadPose()]
+    for k in range(n):
+        t = 2 * np.pi * k / n
+        poses.append(HeadPose(dx=3.0 * np.cos(t), dy=2.0 * np.sin(t), roll=2.5 * np.sin(t + 0.8),
+                              yaw=0.06 * np.cos(t), pitch=0.04 * np.sin(t)))
+    return tuple(poses)
+
+
+POSES = _pose_ring()
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """What one generated frame is meant to show."""
+
+    pose: int             # index into POSES
+    opening: float        # intended mouth opening, 0 closed .. 1 wide open
+    shape: str            # one of SHAPES
+    eyes: float = 1.0     # 1 open, 0 closed
+
+
+def frame_specs() -> list[FrameSpec]:
+    """The generated clip's frames, in order: per pose every mouth shape with open eyes, then blink frames."""
+    specs = []
+    for pose in range(len(POSES)):
+        specs += [FrameSpec(pose, o, s) for o in OPENINGS for s in SHAPES]
+        specs += [FrameSpec(pose, o, "neutral", e) for e in BLINKS for o in BLINK_OPENINGS]
+    return specs
+
+
+# --- landmark geometry ------------------------------------------------------------------------------------
+
+# Depth of each landmark in front of the face plane (0 contour .. 1 nose tip), for the turn and nod.
+_DEPTH = np.zeros(68, np.float32)
+_DEPTH[17:27] = 0.35
+_DEPTH[27:31] = (0.55, 0.7, 0.85, 1.0)
+_DEPTH[31:36] = (0.8, 0.9, 1.0, 0.9, 0.8)
+_DEPTH[36:48] = 0.3
+_DEPTH[48:68] = 0.6
+_DEPTH[4:13] = (0.1, 0.2, 0.3, 0.4, 0.45, 0.4, 0.3, 0.2, 0.1)
+
+# How far each jaw point follows the chin when the mouth opens.
+_JAW = np.zeros(68, np.float32)
+_JAW[3:14] = (0.1, 0.35, 0.6, 0.8, 0.93, 1.0, 0.93, 0.8, 0.6, 0.35, 0.1)
+
+_UPPER_INNER, _LOWER_INNER = [61, 62, 63], [67, 66, 65]      # facing pairs across the inner mouth
+_UPPER_OUTER, _LOWER_OUTER = [50, 51, 52], [58, 57, 56]
+_LIPS = np.arange(48, 68)
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """A face-aligned coordinate system: origin at the eye midpoint, unit = IOD, x along the eye line, y down."""
+
+    origin: np.ndarray    # [2]
+    u: np.ndarray         # [2] unit vector along the eye line
+    v: np.ndarray         # [2] unit vector down the face
+    iod: float
+
+    @classmethod
+    def of(cls, landmarks: np.ndarray) -> FaceFrame:
+        left, right = eye_centres(landmarks)
+        u = (right - left) / np.linalg.norm(right - left)
+        return cls((left + right) / 2, u, np.array([-u[1], u[0]]), float(inter_ocular(landmarks)))
+
+    def to_local(self, points: np.ndarray) -> np.ndarray:
+        rel = (points - self.origin) / self.iod
+        return np.stack([rel @ self.u, rel @ self.v], axis=-1)
+
+    def to_image(self, local: np.ndarray) -> np.ndarray:
+        return self.origin + self.iod * (local[..., :1] * self.u + local[..., 1:] * self.v)
+
+
+def _fix_upper_lip(lm: np.ndarray) -> np.ndarray:
+    """In the photo the upper lip is thin and dlib puts 61-63 on the teeth: lift them to the lip's edge."""
+    lm = lm.copy()
+    lm[_UPPER_INNER, 1] = np.minimum(lm[_UPPER_INNER, 1], lm[_UPPER_OUTER, 1] + 0.035)
+    return lm
+
+
+def _hide_teeth(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The photo with the teeth between the inner lips inpainted from the lips around them."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[60:68]).astype(np.int32)], 255)
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    return cv2.inpaint(image, mask, 3, cv2.INPAINT_TELEA)
+
+
+def _hide_eyes(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The photo with both eyeballs inpainted from the lids around them, for closed-eye frames."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for eye in (landmarks[36:42], landmarks[42:48]):
+        cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 255)
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    return cv2.inpaint(image, mask, 3, cv2.INPAINT_TELEA)
+
+
+def _draw_lashes(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Dark lash lines along closed lids."""
+    lines = np.zeros(image.shape[:2], np.float32)
+    for eye in (landmarks[36:42], landmarks[42:48]):
+        lid = _smooth_loop(eye, 36)[:19]                       # from the outer corner over the upper lid
+        cv2.polylines(lines, [np.round(lid * 8).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=3)
+    alpha = 0.75 * np.clip(cv2.GaussianBlur(lines, (0, 0), 0.5) * 1.6, 0, 1)[..., None]
+    return np.clip(image + (LASHES - image) * alpha, 0, 255).astype(np.uint8)
+
+
+def _closed_mouth(lm: np.ndarray) -> np.ndarray:
+    """Local landmarks with the lips brought together (the photo smiles with its teeth showing)."""
+    lm = lm.copy()
+    gap = lm[_LOWER_INNER, 1] - lm[_UPPER_INNER, 1]
+    mid = (lm[_LOWER_INNER, 1] + lm[_UPPER_INNER, 1]) / 2
+    lm[_UPPER_INNER, 1] = mid - 0.004
+    lm[_LOWER_INNER, 1] = mid + 0.004
+    lm[_UPPER_OUTER, 1] += gap / 4
+    lm[_LOWER_OUTER, 1] -= gap / 4
+    lm[[49, 53], 1] += gap[[0, 2]] / 8
+    lm[[59, 55], 1] -= gap[[0, 2]] / 8
+    return lm
+
+
+def _shape_mouth(lm: np.ndarray, opening: float, shape: str) -> np.ndarray:
+    """Local landmarks of a closed mouth made wide, round or neutral, then opened by `opening` (0..1)."""
+    lm = lm.copy()
+    centre = lm[[48, 54]].mean(0)
+    outer, inner = np.arange(48, 60), np.arange(60, 68)
+    squeeze = 1.0 - 0.08 * opening             # an opening mouth narrows a little
+    if shape == "wide":
+        lm[_LIPS, 0] = centre[0] + (lm[_LIPS, 0] - centre[0]) * 1.12 * squeeze
+        lm[[48, 54, 60, 64], 1] -= 0.03
+    elif shape == "round":
+        lm[outer, 0] = centre[0] + (lm[outer, 0] - centre[0]) * 0.78 * squeeze
+        lm[inner, 0] = centre[0] + (lm[inner, 0] - centre[0]) * (0.66 - 0.12 * opening)
+        lm[[49, 50, 51, 52, 53], 1] -= 0.035     # lips pushed forward look fuller
+        lm[[55, 56, 57, 58, 59], 1] += 0.035
+    elif shape == "neutral":
+        lm[_LIPS, 0] = centre[0] + (lm[_LIPS, 0] - centre[0]) * squeeze
+    else:
+        raise ValueError(f"unknown mouth shape {shape!r}; expected one of {SHAPES}")
+
+    gap = opening * OPEN_GAP
+    drop = 0.8 * gap                            # the jaw carries the lower lip; the upper lip lifts a little
+    lm[:, 1] += drop * _JAW
+    lm[[55, 56, 57, 58, 59, 65, 66, 67], 1] += drop
+    lm[_UPPER_INNER, 1] -= gap - drop
+    lm[[49, 50, 51, 52, 53], 1] -= 0.6 * (gap - drop)
+    lm[[48, 54, 60, 64], 1] += 0.4 * drop
+    return lm
+
+
+def _blink(lm: np.ndarray, eyes: float) -> np.ndarray:
+    """Local landmarks with both eyes closed down to `eyes` (1 open, 0 shut); the upper lid does most of it."""
+    lm = lm.copy()
+    for upper, lower in (([37, 38], [41, 40]), ([43, 44], [47, 46])):
+        meet = lm[lower, 1] + 0.3 * (lm[upper, 1] - lm[lower, 1])
+        lm[upper, 1] = meet + max(eyes, 0.03) * (lm[upper, 1] - meet)
+        lm[lower, 1] = meet + max(eyes, 0.03) * (lm[lower, 1] - meet)
+    return lm
+
+
+def _turn(lm: np.ndarray, pose: HeadPose) -> np.ndarray:
+    lm = lm.copy()
+    lm[:, 0] += pose.yaw * _DEPTH
+    lm[:, 1] += pose.pitch * _DEPTH
+    return lm
+
+
+# --- the mesh ---------------------------------------------------------------------------------------------
+
+
+def _rings(frame: FaceFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Head and shoulder control points around the face (image coords) and how much each follows the head."""
+    t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    points, weights = [], []
+    for scale, weight in ((1.0, 1.0), (1.6, 0.35)):
+        down = np.sin(t) > 0
+        local = np.stack([0.05 + 2.0 * scale * np.cos(t),
+                          0.1 + np.where(down, 2.35, 2.25) * scale * np.sin(t)], axis=-1)
+        points.append(frame.to_image(local))
+        weights.append(np.full(len(t), weight))
+    points, weights = np.concatenate(points), np.concatenate(weights)
+    inside = np.all((points > 8) & (points < size - 9), axis=1)
+    return points[inside], weights[inside]
+
+
+def _border(size: int, per_side: int = 4) -> np.ndarray:
+    edge = np.linspace(0, size - 1, per_side + 1)[:-1]
+    last = float(size - 1)
+    return np.concatenate([np.stack([edge, np.zeros_like(edge)], 1), np.stack([np.full_like(edge, last), edge], 1),
+                           np.stack([last - edge, np.full_like(edge, last)], 1),
+                           np.stack([np.zeros_like(edge), last - edge], 1)])
+
+
+def _head_motion(points: np.ndarray, weights: np.ndarray, pose: HeadPose, centre: np.ndarray) -> np.ndarray:
+    """Rotate about `centre` and shift, each point by its weight (1 moves with the head, 0 stays)."""
+    angle = np.radians(pose.roll) * weights[:, None]
+    rel = points - centre
+    cos, sin = np.cos(angle), np.sin(angle)
+    rotated = np.concatenate([cos * rel[:, :1] - sin * rel[:, 1:], sin * rel[:, :1] + cos * rel[:, 1:]], 1)
+    return centre + rotated + weights[:, None] * np.array([pose.dx, pose.dy])
+
+
+def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def piecewise_affine(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Warp `image` so that each triangle of `src` points lands on the same triangle of `dst` points."""
+    h, w = image.shape[:2]
+    moved = np.any(np.abs(dst - src) > 1e-3, axis=1)
+    active = triangles[np.any(moved[triangles], axis=1)]          # the rest map each pixel to itself
+    if len(active) == 0:
+        return image.copy()
+    corners = np.concatenate([src[active].reshape(-1, 2), dst[active].reshape(-1, 2)])
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 1, [w, h])
+    ids = np.full((y1 - y0, x1 - x0), -1, np.int32)
+    for k, tri in enumerate(active):
+        cv2.fillConvexPoly(ids, np.round((dst[tri] - (x0, y0)) * 16).astype(np.int32), int(k), cv2.LINE_8, shift=4)
+    # Per triangle the affine map from target to source: [x y 1] @ M = source (x, y).
+    dst_h = np.concatenate([dst[active], np.ones((len(active), 3, 1))], axis=2)      # [T, 3, 3]
+    dst_h[np.abs(np.linalg.det(dst_h)) < 1e-9] = np.eye(3)                           # slivers cover no pixel
+    maps = np.linalg.solve(dst_h, src[active]).reshape(len(active), 6).astype(np.float32)
+    maps = np.concatenate([maps, np.array([[1, 0, 0, 1, 0, 0]], np.float32)])        # -1: identity
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    m = maps[ids]                                                                     # [h, w, 6]
+    map_x = xs * m[..., 0] + ys * m[..., 2] + m[..., 4]
+    map_y = xs * m[..., 1] + ys * m[..., 3] + m[..., 5]
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
+# --- the mouth interior -----------------------------------------------------------------------------------
+
+MOUTH_DARK = np.array([28, 8, 10], np.float32)       # RGB deep in the mouth
+MOUTH_EDGE = np.array([90, 38, 38], np.float32)      # RGB just inside the lips
+TEETH = np.array([236, 228, 212], np.float32)        # RGB of the teeth, lit
+LASHES = np.array([58, 40, 32], np.float32)          # RGB of a closed eye's lash line
+TONGUE = np.array([150, 62, 62], np.float32)         # RGB of the tongue
+TOOTH_WIDTH = 0.13                                   # in IOD, for the faint gaps between teeth
+
+
+def _smooth_loop(points: np.ndarray, n: int = 64) -> np.ndarray:
+    """A closed Catmull-Rom curve through `points`, n samples."""
+    p = np.asarray(points, np.float64)
+    k = len(p)
+    t = np.linspace(0, k, n, endpoint=False)
+    i = np.floor(t).astype(int)
+    f = (t - i)[:, None]
+    p0, p1, p2, p3 = p[(i - 1) % k], p[i % k], p[(i + 1) % k], p[(i + 2) % k]
+    return 0.5 * (2 * p1 + (p2 - p0) * f + (2 * p0 - 5 * p1 + 4 * p2 - p3) * f**2 + (3 * p1 - p0 - 3 * p2 + p3) * f**3)
+
+
+def _soft_polygon(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> np.ndarray:
+    mask = np.zeros(shape, np.float32)
+    cv2.fillPoly(mask, [np.round(polygon * 8).astype(np.int32)], 1.0, cv2.LINE_AA, shift=3)
+    return cv2.GaussianBlur(mask, (0, 0), blur) if blur > 0 else mask
+
+
+def _draw_lip_seam(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """A closed mouth: a soft dark line where the lips meet, darkest in the corners."""
+    seam = _smooth_loop(landmarks[60:68])[:33]
+    x0, y0 = np.floor(seam.min(0)).astype(int) - 3
+    x1, y1 = np.ceil(seam.max(0)).astype(int) + 4
+    roi = image[y0:y1, x0:x1].astype(np.float32)
+    line = np.zeros(roi.shape[:2], np.float32)
+    cv2.polylines(line, [np.round((seam - (x0, y0)) * 8).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=3)
+    line = cv2.GaussianBlur(line, (0, 0), 0.6)
+    line = np.clip(line / max(line.max(), 1e-6), 0, 1)
+    xs = np.arange(roi.shape[1], dtype=np.float32)
+    mid, half = (seam[:, 0].min() + seam[:, 0].max()) / 2 - x0, np.ptp(seam[:, 0]) / 2
+    strength = 0.55 + 0.35 * np.clip(np.abs(xs - mid) / max(half, 1.0), 0, 1) ** 2
+    alpha = (line * strength)[..., None]
+    out = image.copy()
+    out[y0:y1, x0:x1] = np.clip(roi + (MOUTH_EDGE - roi) * alpha, 0, 255).astype(np.uint8)
+    return out
+
+
+def paint_mouth_interior(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Paint the inside of the inner-lip contour (60-67) dark, with upper (and when wide open, lower) teeth."""
+    iod = float(inter_ocular(landmarks))
+    inner = landmarks[60:68].astype(np.float64)
+    gap = float(np.mean(np.linalg.norm(inner[[1, 2, 3]] - inner[[7, 6, 5]], axis=1)))
+    if gap < 0.02 * iod:
+        return _draw_lip_seam(image, landmarks)
+    x0, y0 = np.floor(inner.min(0)).astype(int) - 4
+    x1, y1 = np.ceil(inner.max(0)).astype(int) + 5
+    x0, y0 = max(x0, 0), max(y0, 0)
+    roi = image[y0:y1, x0:x1].astype(np.float32)
+    loop = _smooth_loop(inner) - (x0, y0)
+    mouth = _soft_polygon(roi.shape[:2], loop, 0.6)
+
+    # Darker towards the middle of the opening.
+    centre = inner.mean(0) - (x0, y0)
+    ys, xs = np.mgrid[0:roi.shape[0], 0:roi.shape[1]].astype(np.float32)
+    half = np.maximum(np.ptp(inner, axis=0) / 2, 1.0)
+    r = np.clip(np.hypot((xs - centre[0]) / half[0], (ys - centre[1]) / half[1]), 0, 1)[..., None]
+    colour = MOUTH_DARK + (MOUTH_EDGE - MOUTH_DARK) * r**2
+    tongue_y = centre[1] + 0.75 * half[1]                      # the tongue: a soft red bulge at the bottom
+    tongue = np.exp(-(((xs - centre[0]) / (0.6 * half[0])) ** 2 + ((ys - tongue_y) / (0.45 * half[1])) ** 2))
+    colour = colour + (TONGUE - colour) * (0.6 * tongue[..., None])
+
+    # Teeth: the upper inner lip curve (60..64) moved down, closed back along itself; narrower than the mouth.
+    upper = _smooth_loop(inner)[:33] - (x0, y0)
+    upper = upper[upper[:, 0].argsort()]
+    teeth_h = min(0.32 * gap, 0.085 * iod)
+    teeth = np.concatenate([upper, (upper + (0, teeth_h))[::-1]])
+    teeth_mask = _soft_polygon(roi.shape[:2], teeth, 0.5)
+    width = max(half[0], 1.0)
+    teeth_mask *= np.clip(1.2 - np.abs(xs - centre[0]) / width, 0, 1) ** 0.7    # fade towards the corners
+    below_lip = np.clip((ys - np.interp(xs, upper[:, 0], upper[:, 1])) / max(teeth_h, 1.0), 0, 1)
+    gaps = 1.0 - 0.1 * np.cos(np.pi * (xs - centre[0]) / (TOOTH_WIDTH * iod)) ** 8
+    shade = ((0.78 + 0.22 * below_lip**0.5) * gaps)[..., None]                   # shadow under the lip
+    colour = colour + (TEETH * shade - colour) * teeth_mask[..., None]
+    if gap > 0.22 * iod:                                        # wide open: a sliver of lower teeth
+        lower = _smooth_loop(inner)[32:] - (x0, y0)
+        lower = lower[lower[:, 0].argsort()]
+        low_h = 0.25 * teeth_h
+        lower_mask = _soft_polygon(roi.shape[:2], np.concatenate([lower, (lower - (0, low_h))[::-1]]), 0.5)
+        lower_mask *= np.clip(0.9 - np.abs(xs - centre[0]) / width, 0, 1) ** 0.7
+        colour = colour + (TEETH * 0.6 - colour) * (0.7 * lower_mask[..., None])
+
+    out = image.copy()
+    out[y0:y1, x0:x1] = np.clip(roi + (colour - roi) * mouth[..., None], 0, 255).astype(np.uint8)
+    return out
+
+
+# --- the generator ----------------------------------------------------------------------------------------
+
+
+def find_face(image: np.ndarray) -> np.ndarray:
+    """68 landmarks of the highest-scoring face, detected and fitted at 2x for sub-pixel precision."""
+    import dlib
+    import face_recognition
+    from avatar.driving import landmarks_68
+
+    big = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    boxes, scores, _ = dlib.get_frontal_face_detector().run(big, 0, 0.0)
+    if not boxes:
+        raise ClipError("no face found in the source photograph")
+    best = boxes[int(np.argmax(scores))]
+    location = (best.top(), best.right(), best.bottom(), best.left())
+    return landmarks_68(face_recognition.face_landmarks(big, [location])[0]) / 2.0
+
+
+def generate_default_clip(image: np.ndarray | None = None, progress: bool = True) -> DrivingClip:
+    """Build the default avatar's driving clip (about 130 frames at 512x512) from the astronaut photo."""
+    if image is None:
+        from skimage import data
+        image = data.astronaut()
+    size = image.shape[0]
+    source_lm = find_face(image)
+    frame = FaceFrame.of(source_lm)
+    rings, ring_weights = _rings(frame, size)
+    border = _border(size)
+    src = np.concatenate([source_lm, rings, border]).astype(np.float64)
+    triangles = Delaunay(src).simplices
+    src_areas = _signed_areas(src, triangles)
+    weights = np.concatenate([np.ones(68), ring_weights, np.zeros(len(border))])
+    head_centre = frame.to_image(np.array([0.0, 0.6]))      # the head turns about the nose
+
+    fixed_lm = frame.to_image(_fix_upper_lip(frame.to_local(source_lm)))
+    image = _hide_teeth(image, fixed_lm)
+    shut_image = _hide_eyes(image, fixed_lm)           # the source for closed eyes: eyeballs painted over
+    closed = _closed_mouth(frame.to_local(fixed_lm))
+    frames, landmarks = [], []
+    for spec in tqdm(frame_specs(), desc="default avatar", disable=not progress):
+        pose = POSES[spec.pose]
+        local = _turn(_blink(_shape_mouth(closed, spec.opening, spec.shape), spec.eyes), pose)
+        dst = np.concatenate([frame.to_image(local), rings, border])
+        dst = _head_motion(dst, weights, pose, head_centre)
+        flipped = np.sign(_signed_areas(dst, triangles)) * np.sign(src_areas) < 0
+        if np.any(flipped & (np.abs(_signed_areas(dst, triangles)) > 1e-3)):
+            raise ClipError(f"mesh folds over for {spec}; the generator's motions are too large")
+        target_lm = dst[:68].astype(np.float32)
+        if spec.eyes < 0.2:
+            warped = _draw_lashes(piecewise_affine(shut_image, src, dst, triangles), target_lm)
+        else:
+            warped = piecewise_affine(image, src, dst, triangles)
+        frames.append(paint_mouth_interior(warped, target_lm))
+        landmarks.append(target_lm)
+    return DrivingClip.from_landmarks(np.stack(frames), np.stack(landmarks), source=SOURCE)
+
+
+def load_default_clip(cache_dir: Path | None = None) -> DrivingClip:
+    """The default avatar's clip from the cache, generating (and caching) it when missing or outdated."""
+    path = Path(cache_dir or DEFAULT_CACHE_DIR) / "default.npz"
+    if path.is_file():
+        try:
+            clip = DrivingClip.load(path)
+            if clip.source == SOURCE:
+                return clip
+            log.info("default avatar cache %s is from another generator version; regenerating", path)
+        except ClipError as exc:
+            log.warning("default avatar cache unreadable (%s); regenerating", exc)
+    clip = generate_default_clip()
+    try:
+        clip.save(path)
+    except OSError as exc:
+        log.warning("could not cache the default avatar at %s: %s", path, exc)
+    return clip
