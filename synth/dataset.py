@@ -65,6 +65,16 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """Save arrays as .npz under a temporary name, then move it into place (used for statistics caches)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def _shard_stem(index: int) -> str:
     return f"shard-{index:05d}"
 
