@@ -18,7 +18,7 @@ class AvatarSettings:
     """Which avatar to show and how it speaks."""
 
     avatar: str = "default"          # "default" (built-in, generated) or a path to a driving-clip .npz
-    voice: str = "en-us"
+    voice: str = "en-us+f3"       # espeak-ng voice; the built-in avatar is a woman
     rate: int = 165                  # words per minute
     label: str = "AI-generated"      # visible label drawn on every frame
 
