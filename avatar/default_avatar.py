@@ -49,8 +49,8 @@ def _pose_ring(n: int = 6) -> tuple[HeadPose, ...]:
     poses = [HeadPose()]
     for k in range(n):
         t = 2 * np.pi * k / n
-        poses.append(HeadPose(dx=3.0 * np.cos(t), dy=2.0 * np.sin(t), roll=2.5 * np.sin(t + 0.8),
-                              yaw=0.06 * np.cos(t), pitch=0.04 * np.sin(t)))
+        poses.append(HeadPose(dx=2.5 * np.cos(t), dy=1.5 * np.sin(t), roll=2.0 * np.sin(t + 0.8),
+                              yaw=0.05 * np.cos(t), pitch=0.035 * np.sin(t)))
     return tuple(poses)
 
 

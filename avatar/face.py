@@ -1,0 +1,119 @@
+"""The per-frame face step: align a face to a fixed template, run a face model on it, blend the result back.
+
+Alignment follows FFHQ: a similarity transform that levels the eyes and fixes the eye distance and the mouth
+position, cropping a square about four eye-distances wide. `IdentityFaceModel` returns its input with a soft
+mask over the face; the face-swap model implements the same `avatar.types.FaceModel` protocol.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FACE_SIZE = 256   # side of an aligned face, pixels
+
+# A symmetric 68-point face in aligned coordinates (fractions of the side): the default avatar's neutral,
+# closed-mouth landmarks, aligned with `align_transform` and averaged with their mirror image.
+TEMPLATE_68 = np.array([
+    [0.233, 0.500], [0.238, 0.568], [0.248, 0.633], [0.260, 0.700],
+    [0.283, 0.762], [0.322, 0.820], [0.377, 0.865], [0.433, 0.903],
+    [0.500, 0.916], [0.567, 0.903], [0.623, 0.865], [0.678, 0.820],
+    [0.717, 0.762], [0.740, 0.700], [0.752, 0.633], [0.762, 0.568],
+    [0.767, 0.500], [0.272, 0.444], [0.302, 0.408], [0.350, 0.399],
+    [0.397, 0.403], [0.442, 0.422], [0.558, 0.422], [0.603, 0.403],
+    [0.650, 0.399], [0.698, 0.408], [0.728, 0.444], [0.500, 0.476],
+    [0.500, 0.525], [0.500, 0.571], [0.500, 0.620], [0.442, 0.645],
+    [0.471, 0.653], [0.500, 0.661], [0.529, 0.653], [0.558, 0.645],
+    [0.327, 0.479], [0.357, 0.459], [0.395, 0.460], [0.426, 0.489],
+    [0.392, 0.493], [0.354, 0.492], [0.574, 0.489], [0.605, 0.460],
+    [0.643, 0.459], [0.673, 0.479], [0.646, 0.492], [0.608, 0.493],
+    [0.369, 0.693], [0.418, 0.699], [0.467, 0.703], [0.500, 0.710],
+    [0.533, 0.703], [0.582, 0.699], [0.631, 0.693], [0.587, 0.746],
+    [0.538, 0.766], [0.500, 0.771], [0.462, 0.766], [0.413, 0.746],
+    [0.386, 0.700], [0.465, 0.723], [0.500, 0.729], [0.535, 0.723],
+    [0.614, 0.700], [0.535, 0.725], [0.500, 0.731], [0.465, 0.725],
+], np.float32)
+
+
+def align_transform(landmarks68: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """2x3 similarity taking frame pixels to an aligned `size` x `size` face (FFHQ's crop rule)."""
+    lm = np.asarray(landmarks68, np.float64)
+    eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
+    eye_avg, eye_to_eye = (eye_left + eye_right) / 2, eye_right - eye_left
+    eye_to_mouth = (lm[48] + lm[54]) / 2 - eye_avg
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]          # the crop's x axis: eyes level
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8) / max(np.hypot(*x), 1e-9)
+    y = np.flipud(x) * [-1, 1]
+    centre = eye_avg + eye_to_mouth * 0.1
+    quad = np.stack([centre - x - y, centre - x + y, centre + x - y])  # top-left, bottom-left, top-right
+    target = np.float32([[0, 0], [0, size], [size, 0]])
+    return cv2.getAffineTransform(quad.astype(np.float32), target).astype(np.float64)
+
+
+def face_mask(landmarks: np.ndarray, size: int = FACE_SIZE, feather: float = 0.04) -> np.ndarray:
+    """Soft mask float32 [size, size] over the hull of jaw and brows (brows raised to cover the forehead).
+
+    `landmarks` are in aligned pixels; the hull is shrunk by the feather width so the soft edge stays inside.
+    """
+    lm = np.asarray(landmarks, np.float32)
+    brows = lm[17:27].copy()
+    brows[:, 1] -= 0.35 * (lm[36:48, 1].mean() - brows[:, 1].mean()) + 0.02 * size
+    hull = cv2.convexHull(np.concatenate([lm[0:17], brows]))
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillConvexPoly(mask, np.round(hull * 8).astype(np.int32), 1.0, cv2.LINE_AA, shift=3)
+    sigma = feather * size
+    mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(sigma) + 1,) * 2))
+    return cv2.GaussianBlur(mask, (0, 0), sigma / 2)
+
+
+class IdentityFaceModel:
+    """The first face model: faces come back unchanged, with a soft mask from the template face's hull."""
+
+    def __init__(self, size: int = FACE_SIZE) -> None:
+        self.size = size
+        self.mask = face_mask(TEMPLATE_68 * size, size)
+        self.mask.flags.writeable = False
+
+    def __call__(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """faces uint8 [N, S, S, 3] -> (the same faces, masks float32 [N, S, S], a read-only broadcast)."""
+        if faces.ndim != 4 or faces.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"expected aligned faces [N, {self.size}, {self.size}, 3], got {faces.shape}")
+        return faces, np.broadcast_to(self.mask, faces.shape[:3])
+
+
+def face_roi(transform: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the frame pixels an aligned face of side `size` covers, clipped to the frame."""
+    inverse = cv2.invertAffineTransform(transform)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    h, w = frame_shape[:2]
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [w, h])
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def align(frame: np.ndarray, transform: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """The aligned face, uint8 [size, size, 3]."""
+    return cv2.warpAffine(frame, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def blend(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, transform: np.ndarray,
+          roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """A copy of `frame` with `face` (aligned by `transform`) warped back and alpha-blended through `mask`."""
+    out = frame.copy()
+    blend_into(out, face, mask, transform, roi)
+    return out
+
+
+def blend_into(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, transform: np.ndarray,
+               roi: tuple[int, int, int, int] | None = None) -> None:
+    """In place: only the pixels the aligned face covers are touched (`roi`, computed when not given)."""
+    x0, y0, x1, y1 = roi if roi is not None else face_roi(transform, face.shape[0], frame.shape)
+    if x1 <= x0 or y1 <= y0:
+        return
+    local = transform.copy()
+    local[:, 2] += local[:, :2] @ np.array([x0, y0], np.float64)     # the same warp, in ROI coordinates
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    back = cv2.warpAffine(face, local, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(np.ascontiguousarray(mask, np.float32), local, (x1 - x0, y1 - y0), flags=flags,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    frame[y0:y1, x0:x1] = (region + (back.astype(np.float32) - region) * alpha + 0.5).astype(np.uint8)

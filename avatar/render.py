@@ -1,0 +1,86 @@
+"""Per-frame rendering: driving frame -> aligned face -> face model -> blended back -> visible AI label.
+
+Everything that depends only on the driving frame (alignment transform and the region it covers) is computed
+once at construction, so a frame costs two small warps, the face model and a blend over the face region.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from avatar.driving import DrivingClip
+from avatar.face import FACE_SIZE, align, align_transform, blend_into, face_roi
+from avatar.types import FaceModel
+
+LABEL_MARGIN = 8          # pixels between the label box and the frame's corner
+LABEL_BOX_OPACITY = 0.65  # the dark box behind the text
+
+
+def label_patch(text: str, frame_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The label drawn once: (RGB uint8 [h, w, 3], opacity float32 [h, w, 1]) of white text on a dark box."""
+    scale = max(frame_width / 1100, 0.35)
+    thickness = max(int(round(scale * 2)), 1)
+    (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(int(round(th * 0.4)), 3)
+    h, w = th + baseline + 2 * pad, tw + 2 * pad
+    ink = np.zeros((h, w), np.uint8)
+    cv2.putText(ink, text, (pad, pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thickness, cv2.LINE_AA)
+    text_alpha = ink.astype(np.float32)[..., None] / 255.0
+    colour = np.full((h, w, 3), 255.0, np.float32) * text_alpha
+    opacity = LABEL_BOX_OPACITY + (1.0 - LABEL_BOX_OPACITY) * text_alpha
+    # Premultiplied: out = frame * (1 - opacity) + colour.
+    return colour, opacity
+
+
+class Renderer:
+    """Renders output frames of one driving clip through one face model; safe to share across threads."""
+
+    def __init__(self, clip: DrivingClip, face_model: FaceModel, label: str = "AI-generated",
+                 face_size: int = FACE_SIZE) -> None:
+        self.clip = clip
+        self.face_model = face_model
+        self.face_size = face_size
+        self.label = label
+        shape = clip.frames.shape[1:]
+        self._transforms = np.stack([align_transform(lm, face_size) for lm in clip.landmarks])   # [N, 2, 3]
+        self._rois = [face_roi(t, face_size, shape) for t in self._transforms]
+        self._label, self._label_opacity = label_patch(label, shape[1]) if label else (None, None)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of rendered frames."""
+        return self.clip.frame_size
+
+    def render(self, index: int) -> np.ndarray:
+        """Output frame for driving frame `index`: uint8 [H, W, 3] RGB, a new array."""
+        if not 0 <= index < len(self.clip):
+            raise IndexError(f"driving frame {index} out of range 0..{len(self.clip) - 1}")
+        frame = self.clip.frames[index]
+        transform = self._transforms[index]
+        faces, masks = self.face_model(align(frame, transform, self.face_size)[None])
+        out = frame.copy()
+        blend_into(out, faces[0], masks[0], transform, self._rois[index])
+        self._draw_label(out)
+        return out
+
+    def render_many(self, indices: Iterable[int]) -> list[np.ndarray]:
+        return [self.render(int(i)) for i in indices]
+
+    def label_box(self) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) of the label in the frame (bottom-left corner), or None without a label."""
+        if self._label is None:
+            return None
+        h, w = self._label.shape[:2]
+        height = self.clip.frames.shape[1]
+        y1 = height - LABEL_MARGIN
+        return LABEL_MARGIN, y1 - h, LABEL_MARGIN + w, y1
+
+    def _draw_label(self, out: np.ndarray) -> None:
+        box = self.label_box()
+        if box is None:
+            return
+        x0, y0, x1, y1 = box
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = (region * (1.0 - self._label_opacity) + self._label + 0.5).astype(np.uint8)
