@@ -1,11 +1,13 @@
 """One session's performer behind a lock, so planning on a worker never races with idle frames.
 
 `prepare` (speech synthesis plus motion planning) holds the lock for its whole run; meanwhile the video
-keeps its pace by repeating the last idle frame instead of waiting: a short still moment while the
-avatar "thinks" rather than a stalled stream.
+keeps its pace by repeating the frame on screen instead of waiting: a short still moment while the avatar
+"thinks" rather than a stalled stream. A barge-in is only noted here and applied under the lock before the
+planner's next use, so it never blocks the event loop.
 """
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Protocol
 
@@ -37,30 +39,46 @@ class GuardedPerformer:
     def __init__(self, performer: Performer) -> None:
         self._performer = performer
         self._lock = threading.Lock()
-        self._last_index = int(performer.idle(1)[0])
+        self._interrupted = False
+        # The planner can restart from the frame on screen when its interrupt() takes `current`.
+        self._interrupt_takes_current = "current" in inspect.signature(performer.interrupt).parameters
+        self._shown = int(performer.idle(1)[0])
 
-    def prepare(self, text: str) -> Utterance:
-        """Blocking: call from a worker thread."""
-        with self._lock:
-            return self._performer.prepare(text)
+    @property
+    def shown(self) -> int:
+        """The driving frame most recently put on screen."""
+        return self._shown
+
+    def show(self, index: int) -> None:
+        self._shown = int(index)
 
     def interrupt(self) -> None:
-        """Blocking (waits for a running prepare): call from a worker thread."""
+        """Barge-in: the planner drops back to listening from the frame on screen before its next use."""
+        self._interrupted = True
+
+    def _apply_interrupt(self) -> None:  # caller holds the lock
+        if self._interrupted:
+            self._interrupted = False
+            if self._interrupt_takes_current:
+                self._performer.interrupt(current=self._shown)
+            else:
+                self._performer.interrupt()
+
+    def prepare(self, text: str) -> Utterance:
+        """Blocking (synthesis and planning): call from a worker thread."""
         with self._lock:
-            self._performer.interrupt()
+            self._apply_interrupt()
+            return self._performer.prepare(text)
 
     def idle_index(self) -> int:
-        """The next idle driving frame, or the last one again while the planner is busy."""
+        """The next idle driving frame, or the one on screen again while the planner is busy."""
         if self._lock.acquire(blocking=False):
             try:
-                self._last_index = int(self._performer.idle(1)[0])
+                self._apply_interrupt()
+                self._shown = int(self._performer.idle(1)[0])
             finally:
                 self._lock.release()
-        return self._last_index
-
-    def note_index(self, index: int) -> None:
-        """Remember the frame shown, so a busy planner repeats what is on screen."""
-        self._last_index = index
+        return self._shown
 
     def render(self, index: int) -> np.ndarray:
         return self._performer.render(index)

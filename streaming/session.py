@@ -66,14 +66,14 @@ class Session:
     def _barge_in(self) -> int:
         self._turn += 1
         if self._speaking is not None and not self._speaking.done():
+            # Speaking, or about to: its planning may have moved the planner already, so reset it too.
             self._speaking.cancel()
-        if self.timeline.placement is not None:
             self.timeline.clear()
+            self.performer.interrupt()
             self.send_event(type="interrupted")
         return self._turn
 
     async def _speak(self, text: str, turn: int) -> None:
-        await asyncio.to_thread(self.performer.interrupt)  # plan from listening, wherever the face is
         utterance = await asyncio.to_thread(self.performer.prepare, text)
         if turn != self._turn:
             return

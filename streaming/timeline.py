@@ -15,6 +15,7 @@ import numpy as np
 from avatar.types import FPS, SAMPLE_RATE, Utterance
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 1920 audio samples per video frame
+HOLD = -1   # frame_index(): keep the frame on screen (an utterance is placed but has not started yet)
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,19 @@ class Timeline:
         return self._placement
 
     def frame_index(self, k: int) -> int | None:
-        """The driving frame for video frame `k`, or None when it is an idle frame."""
+        """The driving frame for video frame `k`; None for an idle frame; HOLD just before an utterance.
+
+        Holding matters because the motion planner has already planned the utterance from the frame on
+        screen: idle frames asked for now would continue from the utterance's end instead.
+        """
         with self._lock:
             self._next_frame = max(self._next_frame, k + 1)
             p = self._placement
-            if p is not None and p.start_frame <= k < p.end_frame:
-                return int(p.utterance.frame_indices[k - p.start_frame])
-            return None
+            if p is None or k >= p.end_frame:
+                return None
+            if k < p.start_frame:
+                return HOLD
+            return int(p.utterance.frame_indices[k - p.start_frame])
 
     def audio(self, n: int, count: int) -> np.ndarray:
         """Samples n .. n+count as int16: the utterance where it overlaps, silence elsewhere."""

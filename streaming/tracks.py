@@ -17,7 +17,7 @@ from av import AudioFrame, VideoFrame
 
 from avatar.types import FPS, SAMPLE_RATE
 from streaming.guarded import GuardedPerformer
-from streaming.timeline import Timeline
+from streaming.timeline import HOLD, Timeline
 
 AUDIO_CHUNK = SAMPLE_RATE // 50                  # 20 ms: 960 samples
 AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
@@ -95,8 +95,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         index = self._timeline.frame_index(k)
         if index is None:
             index = self._performer.idle_index()
+        elif index == HOLD:
+            index = self._performer.shown
         else:
-            self._performer.note_index(index)
+            self._performer.show(index)
         rgb = self._performer.render(index)
         frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
         frame.pts = k * (VIDEO_CLOCK_RATE // FPS)

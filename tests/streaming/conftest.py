@@ -10,9 +10,14 @@ from streaming_support import ToneEngine, ToneResponder, free_port, loopback_set
 
 
 @pytest.fixture
-def fake_server() -> Iterator[str]:
-    """The app with the fake engine and bot (media and protocol checks that need no real voice)."""
-    app = create_app(loopback_settings(max_sessions=3, max_body_bytes=4096), engine=ToneEngine(),
+def fake_engine() -> ToneEngine:
+    return ToneEngine()
+
+
+@pytest.fixture
+def fake_server(fake_engine: ToneEngine) -> Iterator[str]:
+    """The app with the stand-in engine and bot (media and protocol checks that need no real voice)."""
+    app = create_app(loopback_settings(max_sessions=3, max_body_bytes=4096), engine=fake_engine,
                      responder=ToneResponder())
     with serve_in_thread(app, free_port()) as url:
         yield url

@@ -39,7 +39,7 @@ class TonePerformer:
 
     def __init__(self, seed: int = 0) -> None:
         self._idle = 0
-        self.interrupts = 0
+        self.interrupts: list[int | None] = []   # the frame on screen at each barge-in
 
     def prepare(self, text: str) -> Utterance:
         n = int(0.8 * SAMPLE_RATE)
@@ -54,8 +54,8 @@ class TonePerformer:
         self._idle += n
         return out.astype(np.int64)
 
-    def interrupt(self) -> None:
-        self.interrupts += 1
+    def interrupt(self, current: int | None = None) -> None:
+        self.interrupts.append(current)
 
     def render(self, index: int) -> np.ndarray:
         return np.full((SIZE, SIZE, 3), min(255, 2 * int(index)), np.uint8)
@@ -64,8 +64,12 @@ class TonePerformer:
 class ToneEngine:
     frame_size = (SIZE, SIZE)
 
+    def __init__(self) -> None:
+        self.performers: list[TonePerformer] = []
+
     def performer(self, seed: int = 0) -> TonePerformer:
-        return TonePerformer(seed)
+        self.performers.append(TonePerformer(seed))
+        return self.performers[-1]
 
 
 def free_port() -> int:

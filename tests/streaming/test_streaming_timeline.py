@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from avatar.types import SAMPLE_RATE, AudioClip, Speech, Utterance
-from streaming.timeline import SAMPLES_PER_FRAME, Timeline
+from streaming.timeline import HOLD, SAMPLES_PER_FRAME, Timeline
 
 
 def utterance(n_samples: int) -> Utterance:
@@ -21,7 +21,7 @@ def test_placement_starts_after_what_both_tracks_have_played() -> None:
     timeline.audio(0, 960 * 9)                            # audio is ahead: 8640 samples = 4.5 frames
     placement = timeline.place(utterance(SAMPLE_RATE // 2))
     assert placement.start_frame == 5                     # next boundary after both tracks
-    assert timeline.frame_index(4) is None
+    assert timeline.frame_index(4) == HOLD               # placed, not started: keep the frame on screen
     assert timeline.frame_index(5) == 500
     assert timeline.frame_index(6) == 501
 

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from streaming.probe import AvatarProbe
+from streaming_support import ToneEngine
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -40,13 +41,14 @@ async def test_paced_media_and_spoken_reply(fake_server: str) -> None:
         await probe.close()
 
 
-async def test_barge_in_cuts_the_old_reply(fake_server: str) -> None:
+async def test_barge_in_cuts_the_old_reply(fake_server: str, fake_engine: ToneEngine) -> None:
     probe = AvatarProbe(fake_server)
     try:
         await probe.connect()
         await probe.wait_for_media()
         probe.say("first message")
         await probe.next_event("speaking")
+        await asyncio.sleep(0.3)                                  # well into the first reply
         probe.say("second message")
         await probe.next_event("interrupted", timeout=5)
         reply = await probe.next_event("reply")
@@ -60,5 +62,8 @@ async def test_barge_in_cuts_the_old_reply(fake_server: str) -> None:
         now = time.monotonic()
         await asyncio.sleep(1.0)
         assert probe.received.audio_rms(now + 0.3, now + 1.0) < 50
+        # the planner restarted from the frame on screen: a speaking frame of the first reply
+        (on_screen,) = fake_engine.performers[-1].interrupts
+        assert on_screen is not None and on_screen >= 100
     finally:
         await probe.close()
