@@ -72,9 +72,9 @@ async function connect() {
 
   const stream = new MediaStream();
   avatar.stream = stream;
+  video.srcObject = stream;
   pc.ontrack = (event) => {
     stream.addTrack(event.track);
-    video.srcObject = stream;
     play();
   };
   pc.onconnectionstatechange = () => {
@@ -111,8 +111,9 @@ function dropped(reason) {
 }
 
 function play() {
-  video.play().catch(() => {                        // autoplay with sound needs a user gesture in most browsers
-    video.muted = true;
+  video.play().catch((error) => {
+    if (error.name !== "NotAllowedError") return;  // e.g. a second track arriving: the first play() goes on
+    video.muted = true;                              // autoplay with sound needs a user gesture in most browsers
     video.play().catch(() => {});
     unmute.hidden = false;
   });

@@ -80,7 +80,7 @@ def build_app(parts: str):
     return create_app(settings)                              # the real engine and bot, built in the lifespan
 
 
-def drive(page_path: str, base_url: str, message: str) -> dict:
+def drive(page_path: str, base_url: str, message: str, screenshot: Path | None = None) -> dict:
     result: dict = {"page": page_path}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000)
@@ -100,6 +100,7 @@ def drive(page_path: str, base_url: str, message: str) -> dict:
         result["frame_width"] = after["frameWidth"]
         result["idle_audio_energy"] = after["totalAudioEnergy"] - before["totalAudioEnergy"]
         result["video_paused"] = page.evaluate("document.getElementById('avatar').paused")
+        result["video_muted"] = page.evaluate("document.getElementById('avatar').muted")
 
         result["idle_analyser_peak"] = page.evaluate(ANALYSER_PEAK, 1.0)
         energy_before = page.evaluate(RTP_STATS)["totalAudioEnergy"]
@@ -107,6 +108,8 @@ def drive(page_path: str, base_url: str, message: str) -> dict:
         page.press("#message", "Enter")
         page.wait_for_function("window.avatar.events.some((e) => e.type === 'speaking')", timeout=60_000)
         result["analyser_peak"] = page.evaluate(ANALYSER_PEAK, 1.5)
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot))
         page.wait_for_function("window.avatar.events.some((e) => e.type === 'done')", timeout=60_000)
         result["speech_audio_energy"] = page.evaluate(RTP_STATS)["totalAudioEnergy"] - energy_before
         result["transcript"] = page.inner_text("#transcript") if page_path == "/" else ""
@@ -130,12 +133,13 @@ def main() -> None:
     parser.add_argument("--parts", choices=("fake", "real"), default="real")
     parser.add_argument("--message", default="What is AI?")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--screenshot", type=Path, help="save a picture of the page while the avatar speaks")
     args = parser.parse_args()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     started = time.monotonic()
     with serve_in_thread(build_app(args.parts), free_port(), timeout=300) as url:
         result = {"startup_s": time.monotonic() - started}
-        result.update(drive(args.page, url, args.message))
+        result.update(drive(args.page, url, args.message, args.screenshot))
     args.out.write_text(json.dumps(result, indent=1))
 
 

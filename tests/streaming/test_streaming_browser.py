@@ -36,12 +36,14 @@ def run_driver(page: str, tmp_path: Path, parts: str = "real") -> dict:
 def test_page_plays_and_speaks_the_reply(tmp_path: Path) -> None:
     result = run_driver("/", tmp_path)
     assert "talking to an AI" in result["notice"]
-    assert not result["video_paused"]
+    assert not result["video_paused"] and not result["video_muted"]
     assert result["fps_rvfc"] > 10, result                         # frames are presented, not just decoded
     assert 20 <= result["fps_decoded"] <= 30, result
     assert "Artificial Intelligence is the branch of engineering" in result["transcript"], result["transcript"]
     assert result["idle_analyser_peak"] < 0.01, result            # silence while listening
     assert result["analyser_peak"] > 0.02, result                 # the spoken answer arrives as sound
+    # and is played out: the received track's energy (getStats) rises well above the idle level
+    assert result["speech_audio_energy"] > 10 * result["idle_audio_energy"] + 0.01, result
 
 
 def test_kiosk_connects_captions_and_reconnects(tmp_path: Path) -> None:
