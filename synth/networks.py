@@ -9,8 +9,10 @@ Every weight uses the equalised learning rate (stored N(0, 1), scaled by 1/sqrt(
 Departures from the reference implementation (NVlabs stylegan2-ada-pytorch), for plain torch ops on a CPU:
 - Modulation is applied to activations rather than weights ("non-fused": x * s -> conv -> x * d), which is
   mathematically identical and lets every sample share one ordinary convolution.
-- Upsampling by 2 is bilinear interpolation (align_corners=False), whose kernel is the reference FIR filter
-  [1, 3, 3, 1] apart from edge handling; downsampling in D is a 2x2 average pool (box filter).
+- The upsampling convolution is, as in the reference, a stride-2 transposed convolution followed by the FIR
+  filter [1, 3, 3, 1] (a depthwise 4x4 conv); the skip image is upsampled bilinearly (align_corners=False),
+  which is the same filter apart from edge handling. Downsampling in D is a 2x2 average pool (box filter).
+- The leaky-ReLU gain sqrt(2) is folded into the scale of the preceding linear op (lrelu(g*x) = g*lrelu(x)).
 - Minibatch-std groups consecutive samples (reference: strided), so a batch of [fakes; reals] never mixes them.
 """
 from __future__ import annotations
@@ -39,6 +41,13 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2)
+
+
+def blur_kernel(channels: int, gain: float) -> torch.Tensor:
+    """Depthwise 4x4 FIR filter [1, 3, 3, 1] (outer product), normalised to sum to `gain`: [C, 1, 4, 4]."""
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    f = torch.outer(f, f)
+    return (f * (gain / f.sum())).expand(channels, 1, 4, 4).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -78,8 +87,10 @@ class Conv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.down:
             x = downsample2x(x)                                       # [N, Cin, H/2, W/2]
-        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)  # [N, Cout, H, W]
-        return lrelu(x) if self.activation else x
+        gain = LRELU_GAIN if self.activation else 1.0
+        bias = self.bias * gain if self.bias is not None else None
+        x = F.conv2d(x, self.weight * (self.weight_gain * gain), bias, padding=self.padding)  # [N, Cout, H, W]
+        return F.leaky_relu(x, 0.2) if self.activation else x
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,6 +135,8 @@ class ModulatedConv(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * 9)
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        if up:
+            self.register_buffer("blur", blur_kernel(out_channels, gain=4.0), persistent=False)
         self.up = up
         self.resolution = resolution
 
@@ -135,17 +148,21 @@ class ModulatedConv(nn.Module):
         dcoefs = (weight.square().sum(dim=[2, 3]) @ styles.square().t() + 1e-8).rsqrt().t()  # [N, Cout]
         x = x * styles.reshape(n, -1, 1, 1)                           # [N, Cin, H, W]
         if self.up:
-            x = upsample2x(x)                                         # [N, Cin, 2H, 2W]
-        x = F.conv2d(x, weight, padding=1)                            # [N, Cout, H', W']
-        x = x * dcoefs.reshape(n, -1, 1, 1)
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)   # [N, Cout, 2H+1, 2W+1]
+            x = F.conv2d(x, self.blur, padding=1, groups=x.shape[1])     # [N, Cout, 2H, 2W]
+        else:
+            x = F.conv2d(x, weight, padding=1)                        # [N, Cout, H, W]
+        # lrelu(x * d + noise + bias) * sqrt(2), with the gain folded in: one addcmul, one leaky_relu.
+        offset = (self.bias * LRELU_GAIN).reshape(1, -1, 1, 1)        # [1, Cout, 1, 1]
         if noise_mode == "random":
             noise = torch.randn(n, 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength                       # [N, Cout, H', W']
+            offset = offset + noise * (self.noise_strength * LRELU_GAIN)  # [N, Cout, H, W]
         elif noise_mode == "const":
-            x = x + self.noise_const * self.noise_strength
+            offset = offset + self.noise_const * (self.noise_strength * LRELU_GAIN)
         elif noise_mode != "none":
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        return lrelu(x + self.bias.reshape(1, -1, 1, 1))
+        x = torch.addcmul(offset, x, (dcoefs * LRELU_GAIN).reshape(n, -1, 1, 1))
+        return F.leaky_relu(x, 0.2)
 
 
 class ToRGB(nn.Module):

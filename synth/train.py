@@ -69,7 +69,7 @@ def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
 def lazy_adam(params, lr: float, betas: tuple[float, float], interval: int) -> torch.optim.Adam:
     """Adam with lr and betas adjusted for a regulariser applied every `interval` steps (StyleGAN2, App. B)."""
     c = interval / (interval + 1)
-    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8)
+    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8, fused=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class GanTrainer:
         broadcast_module(self.D, world)
         broadcast_module(self.G_ema, world)
         # G has no lazy regulariser here (no path-length penalty), so plain Adam; D gets the lazy-R1 correction.
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=preset.g_lr, betas=preset.betas, eps=1e-8)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=preset.g_lr, betas=preset.betas, eps=1e-8, fused=True)
         self.opt_D = lazy_adam(self.D.parameters(), preset.d_lr, preset.betas, preset.r1_interval)
         self.cur_nimg = 0          # real images shown to D so far, over all processes
         self.step_index = 0

@@ -1,0 +1,195 @@
+"""StyleGAN2 training: R1, EMA, sampler, a smoke run's run folder, bit-for-bit resume, and a 2-process gloo run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synth.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from synth.dataset import DatasetWriter
+from synth.presets import get_preset
+from synth.train import (GanTrainer, ImageSampler, TrainingError, ema_beta, load_generator, r1_penalty,
+                         run_training, update_ema)
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_dataset(path: Path, count: int = 16, size: int = 64) -> Path:
+    """A small dataset in the prepare format: smooth random colour blobs, not footage."""
+    writer = DatasetWriter(path, size, {"test": True}, shard_size=10)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        cy, cx = rng.uniform(0.3, 0.7, 2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05)[..., None]
+        image = (blob * rng.uniform(80, 255, 3) + (1 - blob) * rng.uniform(0, 80, 3)).astype(np.uint8)
+        writer.add(image, {"source": "blobs", "frame": i, "landmarks": []})
+    writer.finish(["blobs"], {"kept": count}, {})
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "ds")
+
+
+def test_r1_penalty_of_a_linear_discriminator():
+    torch.manual_seed(0)
+    a = torch.randn(3 * 4 * 4)
+    reals = torch.randn(5, 3, 4, 4, requires_grad=True)
+    logits = reals.flatten(1) @ a                                     # D(x) = <a, x>: gradient a everywhere
+    penalty = r1_penalty(logits, reals, gamma=0.3)
+    assert torch.allclose(penalty, 0.3 / 2 * a.square().sum())
+    # Quadratic D(x) = ||x||^2 / 2: gradient x, penalty gamma/2 * mean ||x||^2, and it is differentiable.
+    reals2 = torch.randn(5, 3, 4, 4, requires_grad=True)
+    penalty2 = r1_penalty(reals2.square().sum(dim=[1, 2, 3]) / 2, reals2, gamma=2.0)
+    assert torch.allclose(penalty2, reals2.detach().square().sum(dim=[1, 2, 3]).mean())
+    penalty2.backward()
+    assert torch.allclose(reals2.grad, 2 * reals2.detach() / 5)
+
+
+def test_r1_only_every_interval_steps():
+    preset = replace(get_preset("smoke"), resolution=16, r1_interval=3, batch_size=4)
+    torch.manual_seed(0)
+    trainer = GanTrainer(preset)
+    reals = torch.rand(4, 3, 16, 16) * 2 - 1
+    r1 = [trainer.step(reals).r1 for _ in range(7)]
+    assert [x is not None for x in r1] == [True, False, False, True, False, False, True]
+    assert all(x > 0 for x in r1 if x is not None)
+    no_r1 = GanTrainer(replace(preset, r1_gamma=0.0))
+    assert all(no_r1.step(reals).r1 is None for _ in range(3))
+
+
+def test_ema_beta_formula_and_rampup():
+    assert ema_beta(10_000_000, 32, ema_kimg=10, ema_rampup=None) == pytest.approx(0.5 ** (32 / 10_000))
+    # Rampup: early on the half-life is rampup * images seen, not ema_kimg.
+    assert ema_beta(1000, 32, ema_kimg=10, ema_rampup=0.05) == pytest.approx(0.5 ** (32 / 50))
+    assert ema_beta(10_000_000, 32, ema_kimg=10, ema_rampup=0.05) == pytest.approx(0.5 ** (32 / 10_000))
+
+
+def test_update_ema_matches_formula():
+    torch.manual_seed(0)
+    G, G_ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    G_ema.register_buffer("stat", torch.zeros(2))
+    G.register_buffer("stat", torch.ones(2))
+    before = [p.detach().clone() for p in G_ema.parameters()]
+    update_ema(G_ema, G, beta=0.9)
+    for p_old, p_ema, p in zip(before, G_ema.parameters(), G.parameters()):
+        assert torch.allclose(p_ema, 0.9 * p_old + 0.1 * p)
+    assert torch.equal(G_ema.stat, G.stat)
+
+
+def test_sampler_is_reproducible_and_shards_by_rank():
+    a, b = ImageSampler(10, seed=1), ImageSampler(10, seed=1)
+    first, _ = a.take(25)
+    assert sorted(first[:10].tolist()) == list(range(10))             # one epoch is a permutation
+    b.take(7)
+    c = ImageSampler(10, seed=1)
+    c.position = 7
+    assert np.array_equal(b.take(18)[0], c.take(18)[0])
+    assert np.array_equal(first[7:], ImageSampler(10, seed=1).take(25)[0][7:])
+    r0 = set(ImageSampler(10, 1, rank=0, world_size=2).take(5)[0])
+    r1 = set(ImageSampler(10, 1, rank=1, world_size=2).take(5)[0])
+    assert r0.isdisjoint(r1) and r0 | r1 == set(range(10))
+
+
+def test_smoke_run_writes_run_folder(dataset, tmp_path):
+    run = run_training(dataset, "smoke", tmp_path / "run")
+    assert (run / "options.json").is_file()
+    options = json.loads((run / "options.json").read_text())
+    assert options["preset"]["name"] == "smoke" and options["images"] == 16
+    ckpt = latest_checkpoint(run)
+    assert ckpt.name == "ckpt-000000064.pt"
+    state = load_checkpoint(ckpt)
+    assert state["preset"]["resolution"] == 32 and state["cur_nimg"] == 64
+    assert {"torch", "numpy", "python"} <= set(state["rng"][0])
+    assert (run / "losses.png").stat().st_size > 1000
+    assert (run / "grids" / "reals.png").is_file() and (run / "grids" / "grid-000000064.png").is_file()
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["nimg"] for r in rows] == [16, 32, 48, 64]
+    assert all(np.isfinite(r["loss_G"]) and np.isfinite(r["loss_D"]) for r in rows)
+
+    G, preset = load_generator(run)
+    assert preset.name == "smoke" and G.img_resolution == 32
+    with torch.no_grad():
+        img = G(torch.randn(3, G.z_dim), truncation_psi=0.7, noise_mode="const")
+    assert img.shape == (3, 3, 32, 32)
+
+    with pytest.raises(TrainingError, match="--resume"):
+        run_training(dataset, "smoke", run)
+    with pytest.raises(TrainingError, match="preset"):
+        run_training(dataset, "cpu64", run, resume=True)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    small = make_dataset(tmp_path / "small", count=4, size=16)
+    with pytest.raises(TrainingError, match="--size 32"):
+        run_training(small, "smoke", tmp_path / "run")
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        load_generator(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="unknown preset"):
+        run_training(small, "giant", tmp_path / "run2")
+
+
+def _final_state(run: Path) -> dict:
+    return load_checkpoint(latest_checkpoint(run))
+
+
+def _assert_same(a, b, where="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_resume_is_bit_for_bit(dataset, tmp_path):
+    straight = run_training(dataset, "smoke", tmp_path / "straight", kimg=0.064)
+    split = run_training(dataset, "smoke", tmp_path / "split", kimg=0.032)
+    assert load_checkpoint(latest_checkpoint(split))["cur_nimg"] == 32
+    run_training(dataset, "smoke", split, resume=True, kimg=0.064)
+    a, b = _final_state(straight), _final_state(split)
+    assert a["cur_nimg"] == b["cur_nimg"] == 64
+    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "rng", "sampler", "step_index"):
+        _assert_same(a[key], b[key], key)
+    # The resumed log continues where the checkpoint was, without duplicates.
+    nimgs = [json.loads(line)["nimg"] for line in (split / "log.jsonl").read_text().splitlines()]
+    assert nimgs == [16, 32, 48, 64]
+    assert json.loads((split / "options.json").read_text())["resumed_at_kimg"] == [0.032]
+    # And it did train: the parameters moved away from the halfway checkpoint.
+    assert not torch.equal(a["G"]["synthesis.blocks.0.const"], _first_state(split)["G"]["synthesis.blocks.0.const"])
+
+
+def _first_state(run: Path) -> dict:
+    return load_checkpoint(sorted((run / "checkpoints").glob("ckpt-*.pt"))[0])
+
+
+def test_two_process_gloo_run(dataset, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "synth.train", str(dataset), "--preset", "smoke", "--out", str(run), "--kimg", "0.032"]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_checkpoint(latest_checkpoint(run))
+    assert state["world_size"] == 2 and state["cur_nimg"] == 32
+    assert len(state["rng"]) == 2 and state["sampler"] == [16, 16]   # 4 steps of 4 images per process
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    assert json.loads((run / "options.json").read_text())["world_size"] == 2
