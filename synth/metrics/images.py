@@ -46,7 +46,7 @@ def load_image_set(path: Path | str) -> ImageSet:
     if not path.is_dir():
         raise MetricsError(f"{path} is neither a dataset nor a folder of images")
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    if not files and not (path / "metadata.json").is_file():    # a sampled set may hold no faces at all
         raise MetricsError(f"{path} holds no PNG or JPEG images")
     images = []
     for f in files:

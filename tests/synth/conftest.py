@@ -1,0 +1,70 @@
+"""Shared fixtures for synth tests: real footage paths (skip when absent) and prepared datasets cached under var/.
+
+The cached datasets are built with `prepare` itself, which is idempotent and resumable, so a second test run
+finds them complete at once and an interrupted first run picks up where it stopped. Statistics the metrics
+compute on them (face scans) are cached inside those folders too.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synth.dataset import DatasetError
+from synth.prepare import PrepareOptions, PrepareReport, prepare
+from synth_footage import CACHE, MULTI, MULTI_EVERY, SUBJECT, SUBJECT_EVERY, need
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+
+
+def cached_prepare(video: Path, name: str, options: PrepareOptions) -> PrepareReport:
+    """prepare into CACHE/name; a cache made with other options (an older default) is rebuilt."""
+    try:
+        return prepare([need(video)], CACHE / name, options, show_progress=False)
+    except DatasetError as e:
+        if "other options" not in str(e):
+            raise
+        shutil.rmtree(CACHE / name)
+        return prepare([video], CACHE / name, options, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def subject_report() -> PrepareReport:
+    """subject_A prepared at 64 px on every 6th frame, cached in var/test-cache/synth."""
+    return cached_prepare(SUBJECT, f"subject_A-64-every{SUBJECT_EVERY}", PrepareOptions(size=64, every=SUBJECT_EVERY))
+
+
+@pytest.fixture(scope="session")
+def subject_dataset(subject_report: PrepareReport) -> Path:
+    return CACHE / f"subject_A-64-every{SUBJECT_EVERY}"
+
+
+@pytest.fixture(scope="session")
+def multi_report() -> PrepareReport:
+    """The several-people stage clip prepared at 64 px on every 3rd frame, cached like subject_A."""
+    return cached_prepare(MULTI, f"multi_person-64-every{MULTI_EVERY}", PrepareOptions(size=64, every=MULTI_EVERY))
+
+
+@pytest.fixture(scope="session")
+def multi_dataset(multi_report: PrepareReport) -> Path:
+    return CACHE / f"multi_person-64-every{MULTI_EVERY}"
+
+
+@pytest.fixture(scope="session")
+def subject_scan(subject_dataset: Path):
+    """face_recognition scan of every subject_A dataset image (cached beside the dataset)."""
+    from synth.metrics.images import load_image_set
+    from synth.metrics.recognition import scan_set
+
+    return scan_set(load_image_set(subject_dataset), progress=False)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,23 @@
+"""Where the real footage is, and how synth tests use it (imported by name: pytest puts this folder on sys.path)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VIDEOS = REPO.parent / "shared" / "data" / "videos"
+STILLS = REPO.parent / "shared" / "data" / "stills" / "face_recognition"
+SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
+MULTI = VIDEOS / "multi_person_stage_10s.mp4"
+CACHE = REPO / "var" / "test-cache" / "synth"     # prepared datasets reused across test runs (git-ignored)
+
+SUBJECT_EVERY = 6      # subject_A is prepared on every 6th frame (304 of 1,819) to keep the suite short
+MULTI_EVERY = 3        # multi_person on every 3rd frame (92 of 275)
+
+
+def need(path: Path) -> Path:
+    """The path, or skip the test when the shared footage is absent."""
+    if not path.exists():
+        pytest.skip(f"real footage not available: {path} (../shared/data is absent)")
+    return path
