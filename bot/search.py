@@ -53,7 +53,8 @@ class Snapshot:
 
     candidates: tuple[Candidate, ...]
     index_lower: list[str]          # search_in_response_to.lower() per candidate: SQL LIKE ignores ASCII case
-    prompt_lengths: np.ndarray      # int64 [N] len(in_response_to)
+    prompts_lower: list[str]        # in_response_to.lower() per candidate ('' for none): what the comparator sees
+    prompt_lengths: np.ndarray      # int64 [N] len(prompts_lower)
     char_counts: np.ndarray         # int32 [N, K] count of each alphabet character in in_response_to.lower()
     alphabet: dict[str, int]        # character -> column of char_counts
     prompt_masks: tuple[dict[str, int], ...]  # per candidate: character -> bit set of its positions in the prompt
@@ -90,6 +91,7 @@ def load_snapshot(storage) -> Snapshot:
             for row in rows
         ),
         index_lower=[row.search_in_response_to.lower() for row in rows],
+        prompts_lower=prompts,
         prompt_lengths=np.array([len(prompt) for prompt in prompts], np.int64),
         char_counts=char_counts,
         alphabet=alphabet,
@@ -191,6 +193,7 @@ class SnapshotTextSearch(IndexedTextSearch):
         order = np.argsort(-bounds, kind="stable")  # best bound first
 
         text_lower = text.lower()
+        text_masks = position_masks(text_lower)
         hit: tuple[float, Candidate] | None = None   # lowest-id candidate scoring >= stop_at
         best: tuple[float, Candidate] | None = None  # lowest-id candidate with the highest score
         for position, raw_bound in zip(positions[order].tolist(), bounds[order].tolist()):
@@ -201,7 +204,10 @@ class SnapshotTextSearch(IndexedTextSearch):
             if not self._may_change(bound, candidate.id, hit, best):
                 continue
             prompt_length = int(snapshot.prompt_lengths[position])
-            lcs = lcs_length(text_lower, snapshot.prompt_masks[position], prompt_length)
+            if prompt_length < len(text_lower):  # the cost grows with the string walked over: walk the shorter
+                lcs = lcs_length(snapshot.prompts_lower[position], text_masks, len(text_lower))
+            else:
+                lcs = lcs_length(text_lower, snapshot.prompt_masks[position], prompt_length)
             if not self._may_change(round(2.0 * lcs / (len(text_lower) + prompt_length), 2), candidate.id, hit, best):
                 continue
             score = self.compare_statements.compare_text(text, candidate.in_response_to)
