@@ -9,6 +9,7 @@ landmarks of each frame. The result is cached as an .npz keyed by GENERATOR_VERS
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,24 @@ import numpy as np
 from scipy.spatial import Delaunay
 from tqdm import tqdm
 
+from avatar import driving
 from avatar.driving import ClipError, DrivingClip, eye_centres, inter_ocular
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "astronaut-v1"
-SOURCE = f"skimage.data.astronaut (NASA, public domain), warped by avatar.default_avatar {GENERATOR_VERSION}"
+GENERATOR_VERSION = "astronaut-v2"
+
+
+def _code_stamp() -> str:
+    """A short hash of the generator's code, so any change to it also invalidates the cache."""
+    digest = hashlib.sha256()
+    for module in (__file__, driving.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+SOURCE = (f"skimage.data.astronaut (NASA, public domain), warped by avatar.default_avatar "
+          f"{GENERATOR_VERSION} ({_code_stamp()})")
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "avatars"
 
 OPEN_GAP = 0.40                 # inner-lip gap at full opening, in inter-ocular distances (IOD)
@@ -149,7 +162,7 @@ def _draw_lashes(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     for eye in (landmarks[36:42], landmarks[42:48]):
         lid = _smooth_loop(eye, 36)[:19]                       # from the outer corner over the upper lid
         cv2.polylines(lines, [np.round(lid * 8).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=3)
-    alpha = 0.75 * np.clip(cv2.GaussianBlur(lines, (0, 0), 0.5) * 1.6, 0, 1)[..., None]
+    alpha = 0.6 * np.clip(cv2.GaussianBlur(lines, (0, 0), 0.6) * 1.6, 0, 1)[..., None]
     return np.clip(image + (LASHES - image) * alpha, 0, 255).astype(np.uint8)
 
 
@@ -284,9 +297,10 @@ def piecewise_affine(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triang
 
 MOUTH_DARK = np.array([28, 8, 10], np.float32)       # RGB deep in the mouth
 MOUTH_EDGE = np.array([90, 38, 38], np.float32)      # RGB just inside the lips
-TEETH = np.array([236, 228, 212], np.float32)        # RGB of the teeth, lit
+TEETH = np.array([240, 232, 216], np.float32)        # RGB of the teeth, lit
 LASHES = np.array([58, 40, 32], np.float32)          # RGB of a closed eye's lash line
 TONGUE = np.array([150, 62, 62], np.float32)         # RGB of the tongue
+TEETH_HEIGHT = (0.5, 0.12)                             # visible upper teeth: fraction of the gap, at most IOD x
 TOOTH_WIDTH = 0.13                                   # in IOD, for the faint gaps between teeth
 
 
@@ -353,14 +367,16 @@ def paint_mouth_interior(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray
     # Teeth: the upper inner lip curve (60..64) moved down, closed back along itself; narrower than the mouth.
     upper = _smooth_loop(inner)[:33] - (x0, y0)
     upper = upper[upper[:, 0].argsort()]
-    teeth_h = min(0.32 * gap, 0.085 * iod)
-    teeth = np.concatenate([upper, (upper + (0, teeth_h))[::-1]])
+    teeth_h = min(TEETH_HEIGHT[0] * gap, TEETH_HEIGHT[1] * iod)
+    fit = np.polyval(np.polyfit(upper[:, 0], upper[:, 1], 2), upper[:, 0])      # a smooth biting edge
+    edge = np.stack([upper[:, 0], fit + teeth_h], axis=1)
+    teeth = np.concatenate([upper - (0, 2), edge[::-1]])
     teeth_mask = _soft_polygon(roi.shape[:2], teeth, 0.5)
     width = max(half[0], 1.0)
     teeth_mask *= np.clip(1.2 - np.abs(xs - centre[0]) / width, 0, 1) ** 0.7    # fade towards the corners
     below_lip = np.clip((ys - np.interp(xs, upper[:, 0], upper[:, 1])) / max(teeth_h, 1.0), 0, 1)
-    gaps = 1.0 - 0.1 * np.cos(np.pi * (xs - centre[0]) / (TOOTH_WIDTH * iod)) ** 8
-    shade = ((0.78 + 0.22 * below_lip**0.5) * gaps)[..., None]                   # shadow under the lip
+    gaps = 1.0 - 0.04 * np.cos(np.pi * (xs - centre[0]) / (TOOTH_WIDTH * iod)) ** 8
+    shade = ((0.86 + 0.14 * below_lip**0.5) * gaps)[..., None]                   # shadow under the lip
     colour = colour + (TEETH * shade - colour) * teeth_mask[..., None]
     if gap > 0.22 * iod:                                        # wide open: a sliver of lower teeth
         lower = _smooth_loop(inner)[32:] - (x0, y0)
@@ -393,7 +409,8 @@ def find_face(image: np.ndarray) -> np.ndarray:
     return landmarks_68(face_recognition.face_landmarks(big, [location])[0]) / 2.0
 
 
-def generate_default_clip(image: np.ndarray | None = None, progress: bool = True) -> DrivingClip:
+def generate_default_clip(image: np.ndarray | None = None, specs: list[FrameSpec] | None = None,
+                          progress: bool = True) -> DrivingClip:
     """Build the default avatar's driving clip (about 130 frames at 512x512) from the astronaut photo."""
     if image is None:
         from skimage import data
@@ -414,7 +431,7 @@ def generate_default_clip(image: np.ndarray | None = None, progress: bool = True
     shut_image = _hide_eyes(image, fixed_lm)           # the source for closed eyes: eyeballs painted over
     closed = _closed_mouth(frame.to_local(fixed_lm))
     frames, landmarks = [], []
-    for spec in tqdm(frame_specs(), desc="default avatar", disable=not progress):
+    for spec in tqdm(specs or frame_specs(), desc="default avatar", disable=not progress):
         pose = POSES[spec.pose]
         local = _turn(_blink(_shape_mouth(closed, spec.opening, spec.shape), spec.eyes), pose)
         dst = np.concatenate([frame.to_image(local), rings, border])
@@ -449,3 +466,20 @@ def load_default_clip(cache_dir: Path | None = None) -> DrivingClip:
     except OSError as exc:
         log.warning("could not cache the default avatar at %s: %s", path, exc)
     return clip
+
+
+def contact_sheet(clip: DrivingClip, columns: int = 19, crop: tuple[int, int, int, int] = (150, 40, 300, 210),
+                  scale: float = 1.0) -> np.ndarray:
+    """The clip's frames side by side, cropped to (x0, y0, x1, y1) around the face: RGB uint8, for a look."""
+    x0, y0, x1, y1 = crop
+    tiles = [cv2.resize(f[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+             if scale != 1.0 else f[y0:y1, x0:x1] for f in clip.frames]
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    rows = [np.concatenate(tiles[r:r + columns], axis=1) for r in range(0, len(tiles), columns)]
+    return np.concatenate(rows, axis=0)
+
+
+if __name__ == "__main__":
+    out = DEFAULT_CACHE_DIR.parent / "default_clip_sheet.png"
+    cv2.imwrite(str(out), cv2.cvtColor(contact_sheet(load_default_clip()), cv2.COLOR_RGB2BGR))
+    print(f"wrote {out}")
