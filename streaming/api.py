@@ -70,7 +70,7 @@ async def offer(request: Request, services: Services = Depends(get_services)) ->
         raise HTTPException(503, str(error)) from None
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    session = Session(pc, services.engine, services.responder, services.render_pool)
+    session = Session(pc, services.engine, services.responder, services.frames, services.render_pool)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body.sdp, type=body.type))
         kinds = {t.kind for t in pc.getTransceivers()}

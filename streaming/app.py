@@ -18,6 +18,7 @@ from streaming.ice import loopback_only
 from streaming.limits import BodyLimitMiddleware
 from streaming.services import Services, build_engine, build_responder
 from streaming.session import SessionRegistry
+from streaming.tracks import EncoderFrames
 from streaming.settings import ServiceSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -37,6 +38,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
                 responder=responder or await asyncio.to_thread(build_responder, settings),
                 sessions=SessionRegistry(settings.max_sessions),
                 render_pool=ThreadPoolExecutor(max_workers=4, thread_name_prefix="render"),
+                frames=EncoderFrames(),
             )
             app.state.services = services
             try:

@@ -14,6 +14,7 @@ from avatar.types import Responder
 from streaming.guarded import Engine
 from streaming.session import SessionRegistry
 from streaming.settings import ServiceSettings
+from streaming.tracks import EncoderFrames
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     responder: Responder
     sessions: SessionRegistry
     render_pool: ThreadPoolExecutor       # rendering and frame conversion, shared by all sessions
+    frames: EncoderFrames                 # converted frames per driving frame, shared by all sessions
 
 
 def build_engine(settings: ServiceSettings) -> Engine:

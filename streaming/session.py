@@ -18,7 +18,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from avatar.types import Responder
 from streaming.guarded import Engine, GuardedPerformer
 from streaming.timeline import Timeline
-from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, SessionClock
+from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, EncoderFrames, SessionClock
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class SessionLimitReached(RuntimeError):
 class Session:
     """A peer connection streaming one performer, with the conversation that drives it."""
 
-    def __init__(self, pc: RTCPeerConnection, engine: Engine, responder: Responder,
+    def __init__(self, pc: RTCPeerConnection, engine: Engine, responder: Responder, frames: EncoderFrames,
                  executor: Executor | None = None, session_id: str | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.pc = pc
@@ -41,7 +41,7 @@ class Session:
         self.clock = SessionClock()
         self.timeline = Timeline()
         self.audio = AvatarAudioTrack(self.clock, self.timeline)
-        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, executor)
+        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor)
         self.closed = asyncio.Event()
         self._channel: RTCDataChannel | None = None
         self._turn = 0                                  # bumped by every message: older turns stop

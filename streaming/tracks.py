@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -47,6 +48,27 @@ class SessionClock:
             await asyncio.sleep(wait)
 
 
+class EncoderFrames:
+    """Rendered frames converted to the encoder's yuv420p once per driving frame, shared by all sessions.
+
+    A rendered frame depends only on its driving frame, so the colour conversion (a few ms at 512x512)
+    need not be repeated per frame and per viewer.
+    """
+
+    def __init__(self, max_entries: int = 2048) -> None:
+        self.max_entries = max_entries
+        self._yuv: dict[int, np.ndarray] = {}
+
+    def frame(self, index: int, render: Callable[[int], np.ndarray]) -> VideoFrame:
+        yuv = self._yuv.get(index)
+        if yuv is None:
+            rgb = np.ascontiguousarray(render(index))
+            yuv = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+            if len(self._yuv) < self.max_entries:
+                self._yuv[index] = yuv
+        return VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+
 class AvatarAudioTrack(MediaStreamTrack):
     """20 ms frames of 48 kHz mono s16: the placed utterance's samples, silence elsewhere."""
 
@@ -81,11 +103,12 @@ class AvatarVideoTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(self, clock: SessionClock, timeline: Timeline, performer: GuardedPerformer,
-                 executor: Executor | None = None) -> None:
+                 frames: EncoderFrames, executor: Executor | None = None) -> None:
         super().__init__()
         self._clock = clock
         self._timeline = timeline
         self._performer = performer
+        self._frames = frames
         self._executor = executor
         self._next = 0
         self._ahead: tuple[int, int, asyncio.Future] | None = None  # (k, timeline generation, frame)
@@ -99,8 +122,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             index = self._performer.shown
         else:
             self._performer.show(index)
-        rgb = self._performer.render(index)
-        frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        frame = self._frames.frame(index, self._performer.render)
         frame.pts = k * (VIDEO_CLOCK_RATE // FPS)
         frame.time_base = VIDEO_TIME_BASE
         return frame
