@@ -32,7 +32,7 @@ from sqlalchemy.orm import ORMExecuteState, selectinload
 
 from bot.messages import InvalidMessage, has_words, normalise_message
 from bot.search import SnapshotTextSearch
-from bot.training import ensure_trained
+from bot.training import ensure_trained, exclusive
 
 __all__ = ["BotSettings", "ChatResponder", "Exchange", "InvalidMessage", "default_database_url"]
 
@@ -152,9 +152,11 @@ class ChatResponder:
     def create(cls, settings: BotSettings | None = None) -> ChatResponder:
         """Open (and at first use, train) the bot's database and get it ready to answer quickly."""
         settings = settings or BotSettings()
-        chatbot = build_chatbot(settings)
-        if ensure_trained(chatbot, show_progress=settings.show_progress):
-            log.info("Bot trained: %d statements in %s", chatbot.storage.count(), settings.database_url)
+        lock_path = settings.sqlite_path.with_name(settings.sqlite_path.name + ".lock") if settings.sqlite_path else None
+        with exclusive(lock_path):  # a new database is created and trained by one process while others wait
+            chatbot = build_chatbot(settings)
+            if ensure_trained(chatbot, show_progress=settings.show_progress):
+                log.info("Bot trained: %d statements in %s", chatbot.storage.count(), settings.database_url)
         responder = cls(chatbot, settings)
         responder._warm_up()
         return responder

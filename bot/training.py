@@ -6,8 +6,11 @@ corpus retrains from an emptied statement table.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from chatterbot.corpus import list_corpus_files
 from chatterbot.trainers import ChatterBotCorpusTrainer
 from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
+from tqdm import tqdm
 
 ENGLISH_CORPUS = "chatterbot.corpus.english"
 OWN_CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
@@ -54,15 +58,33 @@ def trained_fingerprint(engine: Engine) -> str | None:
         ).scalar_one_or_none()
 
 
+@contextmanager
+def exclusive(lock_path: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (no-op for None): one process at a time creates and trains a database."""
+    if lock_path is None:
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
 def ensure_trained(chatbot: ChatBot, show_progress: bool = True) -> bool:
-    """Train `chatbot` unless its database already holds this corpus; return whether it trained now."""
+    """Train `chatbot` unless its database already holds this corpus; return whether it trained now.
+    Processes that may open the same new database at once hold `exclusive(...)` around opening and this."""
     engine = chatbot.storage.engine
     fingerprint = corpus_fingerprint()
     if trained_fingerprint(engine) == fingerprint:
         return False
-
-    log.info("Training the bot on chatterbot-corpus English and %d corpus file(s) of our own",
-             len(own_corpus_files()))
+    message = (f"Training the bot once: chatterbot-corpus English, then {len(own_corpus_files())} "
+               "corpus file(s) of our own")
+    log.info(message)
+    if show_progress:
+        tqdm.write(message)
     chatbot.storage.drop()  # left-overs of an interrupted run or of an older corpus
     trainer = ChatterBotCorpusTrainer(chatbot, show_training_progress=show_progress)
     trainer.train(ENGLISH_CORPUS)
