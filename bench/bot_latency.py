@@ -30,7 +30,8 @@ MESSAGES = {
 def percentiles(samples_ms: list[float]) -> str:
     ordered = sorted(samples_ms)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered):6.1f} ms   p95 {p95:6.1f} ms   max {ordered[-1]:6.1f} ms   (n={len(ordered)})"
+    return (f"p50 {statistics.median(ordered):6.1f} ms   p95 {p95:6.1f} ms   "
+            f"max {ordered[-1]:6.1f} ms   (n={len(ordered)})")
 
 
 def time_responder(responder: ChatResponder, rounds: int) -> dict[str, list[float]]:

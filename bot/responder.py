@@ -152,7 +152,8 @@ class ChatResponder:
     def create(cls, settings: BotSettings | None = None) -> ChatResponder:
         """Open (and at first use, train) the bot's database and get it ready to answer quickly."""
         settings = settings or BotSettings()
-        lock_path = settings.sqlite_path.with_name(settings.sqlite_path.name + ".lock") if settings.sqlite_path else None
+        sqlite_path = settings.sqlite_path
+        lock_path = sqlite_path.with_name(sqlite_path.name + ".lock") if sqlite_path is not None else None
         with exclusive(lock_path):  # a new database is created and trained by one process while others wait
             chatbot = build_chatbot(settings)
             if ensure_trained(chatbot, show_progress=settings.show_progress):
@@ -172,7 +173,10 @@ class ChatResponder:
             if self._closed:
                 raise RuntimeError("The responder is closed.")
             history = self._session(session_id)
-            answer = self._answer(message, session_id, history) if has_words(message) else self.settings.no_words_reply
+            if has_words(message):
+                answer = self._answer(message, session_id, history)
+            else:
+                answer = self.settings.no_words_reply
             history.append(Exchange(message, answer))
         return answer
 
@@ -219,13 +223,17 @@ class ChatResponder:
                 "order_by": ["id"],  # get_first_response then means the earliest trained answer
             },
         )
-        return response.text if response.confidence >= self.settings.min_confidence else self.settings.fallback_reply
+        if response.confidence < self.settings.min_confidence:
+            return self.settings.fallback_reply
+        return response.text
 
     def _warm_up(self) -> None:
         """Load the search snapshot, spaCy and SQLAlchemy's compiled queries now, not on a customer's message."""
         for search in self._chatbot.search_algorithms.values():
             if isinstance(search, SnapshotTextSearch):
                 search.snapshot()
+        if not self.settings.read_only:
+            return  # a learning bot would learn the warm-up messages
         for _ in range(2):  # the first message of a session and a later one take different query paths
             self.reply("Hello", session_id="\0warm-up")
         self.end_session("\0warm-up")
@@ -236,7 +244,9 @@ def conversation_label(session_id: str) -> str:
     return "s:" + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:30]
 
 
-def recent_repeated_replies(history: deque[Exchange], sample: int = 10, threshold: int = 3, quantity: int = 3) -> list[str]:
+def recent_repeated_replies(
+    history: deque[Exchange], sample: int = 10, threshold: int = 3, quantity: int = 3
+) -> list[str]:
     """ChatterBot's `filters.get_recent_repeated_responses`, over the session's memory instead of the database:
     texts said at least `threshold` times among the last `sample` statements (up to `quantity` of them)."""
     statements = [text for exchange in history for text in (exchange.message, exchange.reply)][-sample:]

@@ -3,15 +3,16 @@
 ChatterBot's `IndexedTextSearch` asks the database for every statement whose indexed prompt contains any word
 of the message, builds an ORM object per row (one more query each for its tags), scores each one with the
 comparator in id order and yields every new best; `BestMatch` keeps the first yield that reaches its
-`maximum_similarity_threshold`, else the last. Over the whole English corpus that takes up to a few hundred
-milliseconds a message.
+`maximum_similarity_threshold`, else the last. Over the whole English corpus that takes from a few tens of
+milliseconds to several seconds a message (bench/bot_latency.py --stock).
 
 The bot is read-only, so the table cannot change under it. This search reads the columns it needs once,
 applies the same word filter, scores with the same comparator, and yields only the statement `BestMatch`
-would settle on. It finds it by scoring candidates best-bound first, where the bound is difflib's own
-upper bound on `SequenceMatcher.ratio` (what ChatterBot's Levenshtein comparator computes), and stops when
-no remaining candidate can change the outcome. A `floor` lets it skip candidates that cannot reach the
-confidence below which the bot would not use an answer anyway.
+would settle on. It finds it by visiting candidates best-bound first and stops when no remaining candidate
+can change the outcome. The bounds are upper bounds on `SequenceMatcher.ratio` (what ChatterBot's
+Levenshtein comparator computes): difflib's own quick_ratio for all candidates at once, then the longest
+common subsequence per candidate, before the comparator itself runs. A `floor` lets it skip candidates that
+cannot reach the confidence below which the bot would not use an answer anyway.
 """
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ class SnapshotTextSearch(IndexedTextSearch):
     def __init__(self, chatbot, stop_at: float = 0.95, floor: float = 0.0, **kwargs):
         super().__init__(chatbot, **kwargs)
         if type(self.compare_statements) is not LevenshteinDistance:
-            raise ValueError("SnapshotTextSearch bounds difflib's ratio: it needs the LevenshteinDistance comparator.")
+            raise ValueError("SnapshotTextSearch bounds difflib's ratio: it needs the LevenshteinDistance "
+                             "comparator.")
         if not 0.0 <= floor <= stop_at:
             raise ValueError(f"floor must lie in [0, stop_at]; got floor={floor}, stop_at={stop_at}.")
         self.stop_at = stop_at

@@ -75,7 +75,9 @@ def test_ten_thousand_words_of_emoji_are_refused_not_crashed(responder: ChatResp
         responder.reply("\U0001f600" * 10_000, session_id="emoji-long")
 
 
-@pytest.mark.parametrize("message", ["\U0001f44d", "\U0001f600\U0001f600 \U0001f389", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "???"])
+@pytest.mark.parametrize("message", [
+    "\U0001f44d", "\U0001f600\U0001f600 \U0001f389", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "???",
+])
 def test_emoji_only_messages_get_the_no_words_reply(responder: ChatResponder, message):
     assert responder.reply(message, session_id="emoji") == responder.settings.no_words_reply
 

@@ -12,7 +12,8 @@ def test_history_is_kept_per_session(responder: ChatResponder):
     first = responder.reply("What is AI?", session_id="alice")
     second = responder.reply("Hello", session_id="bob")
     third = responder.reply("What are your opening hours?", session_id="alice")
-    assert responder.history("alice") == (Exchange("What is AI?", first), Exchange("What are your opening hours?", third))
+    assert responder.history("alice") == (
+        Exchange("What is AI?", first), Exchange("What are your opening hours?", third))
     assert responder.history("bob") == (Exchange("Hello", second),)
     assert responder.history("nobody") == ()
 
