@@ -1,11 +1,13 @@
 """The built-in avatar: a driving clip generated from scikit-image's public-domain `astronaut` photograph (NASA).
 
-The photo has one face (dlib also fires, weakly, on the mission patch; the highest-scoring detection, the
-face at about rows 76..166, columns 175..265, is the one). Every frame is the photo warped piecewise-affinely
-over a Delaunay mesh of the 68 landmarks plus rings of head/shoulder points and fixed border points: the
-lips, jaw and eyelids move to make mouth shapes and blinks, and the whole head takes small shifts, tilts and
-turns. Open mouths get a painted dark interior with a hint of teeth. Descriptors come from the target
-landmarks of each frame. The result is cached as an .npz keyed by GENERATOR_VERSION.
+dlib finds two "faces" in the photo, both 90 px boxes: the astronaut's face at rows 76..166, columns
+175..265 (score about 1.2) and, weakly, the mission patch on the suit (about 0.1); the highest-scoring one,
+the real face, is used. The teeth the photo shows are inpainted away first. Every frame is the photo warped
+piecewise-affinely over a Delaunay mesh of the 68 landmarks plus rings of head points and fixed border
+points: lips, jaw and eyelids move to make mouth shapes and blinks, the whole head takes small shifts, tilts
+and turns. Open mouths get a painted dark interior with upper teeth; closed eyes get a lash line. Landmarks
+and descriptors of each frame are its warp targets. The clip is cached as an .npz keyed by GENERATOR_VERSION
+and a hash of this code. `python -m avatar.default_avatar` writes a contact sheet to var/default_clip_sheet.png.
 """
 from __future__ import annotations
 
