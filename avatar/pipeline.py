@@ -95,9 +95,9 @@ class Performer:
         """Driving frames for `n` listening frames."""
         return np.asarray(self.planner.idle(n), np.int64)
 
-    def interrupt(self) -> None:
-        """Barge-in: drop back to listening from wherever the face is now."""
-        self.planner.reset_to_idle()
+    def interrupt(self, current: int | None = None) -> None:
+        """Barge-in: drop back to listening, continuing from driving frame `current` (the one on screen)."""
+        self.planner.reset_to_idle(current=current)
 
     def render(self, index: int) -> np.ndarray:
         """The output frame (uint8 [H, W, 3] RGB, read-only) for driving frame `index`."""
