@@ -31,6 +31,9 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # aiortc encodes every frame on the loop's default executor: give it a thread per track.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=2 * settings.max_sessions + 4, thread_name_prefix="media"))
         with loopback_only(settings.ice_loopback_only):
             services = Services(
                 settings=settings,
