@@ -7,7 +7,6 @@ planner's next use, so it never blocks the event loop.
 """
 from __future__ import annotations
 
-import inspect
 import threading
 from typing import Protocol
 
@@ -21,7 +20,7 @@ class Performer(Protocol):
 
     def prepare(self, text: str) -> Utterance: ...
     def idle(self, n: int) -> np.ndarray: ...
-    def interrupt(self) -> None: ...
+    def interrupt(self, current: int | None = None) -> None: ...
     def render(self, index: int) -> np.ndarray: ...
 
 
@@ -40,8 +39,6 @@ class GuardedPerformer:
         self._performer = performer
         self._lock = threading.Lock()
         self._interrupted = False
-        # The planner can restart from the frame on screen when its interrupt() takes `current`.
-        self._interrupt_takes_current = "current" in inspect.signature(performer.interrupt).parameters
         self._shown = int(performer.idle(1)[0])
 
     @property
@@ -59,10 +56,7 @@ class GuardedPerformer:
     def _apply_interrupt(self) -> None:  # caller holds the lock
         if self._interrupted:
             self._interrupted = False
-            if self._interrupt_takes_current:
-                self._performer.interrupt(current=self._shown)
-            else:
-                self._performer.interrupt()
+            self._performer.interrupt(current=self._shown)
 
     def prepare(self, text: str) -> Utterance:
         """Blocking (synthesis and planning): call from a worker thread."""
