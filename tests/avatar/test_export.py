@@ -1,0 +1,125 @@
+"""The offline dialogue export, reopened with PyAV and checked with real face detection."""
+from pathlib import Path
+
+import av
+import face_recognition
+import numpy as np
+import pytest
+
+from avatar.dialogue import read_dialogue
+from avatar.export import ExportOptions, draw_caption, export_dialogue
+from avatar.types import FPS, SAMPLE_RATE
+
+REPO = Path(__file__).resolve().parents[2]
+PAPER_ANSWERS = [
+    "Gregory said I respond to the current line, not with respect to the entire conversation. "
+    "Does that count as gossip?",
+    "Artificial Intelligence is the branch of engineering and science devoted to constructing machines that think.",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, engine, responder):
+    out = tmp_path_factory.mktemp("export") / "paper.mp4"
+    lines = read_dialogue(REPO / "assets" / "dialogues" / "paper.txt")
+    return export_dialogue(lines, responder, engine.performer(seed=1), out)
+
+
+def _decode(path: Path):
+    with av.open(str(path)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        info = {"vcodec": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt, "rate": v.average_rate,
+                "acodec": a.codec_context.name, "arate": a.codec_context.sample_rate, "metadata": dict(c.metadata)}
+        frames, n_audio = [], 0
+        for frame in c.decode(v, a):
+            if isinstance(frame, av.VideoFrame):
+                frames.append(np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
+            else:
+                n_audio += frame.samples
+    return info, frames, n_audio
+
+
+@pytest.fixture(scope="module")
+def decoded(exported):
+    return _decode(exported.video)
+
+
+def test_codecs_rate_and_ai_metadata(decoded):
+    info, frames, _ = decoded
+    assert info["vcodec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert info["rate"] == FPS
+    assert info["acodec"] == "aac" and info["arate"] == SAMPLE_RATE
+    assert "AI-generated" in info["metadata"].get("comment", "")
+    assert info["metadata"].get("ai_generated") == "true"
+
+
+def test_video_lasts_as_long_as_the_audio(exported, decoded):
+    _, frames, n_audio = decoded
+    video_s, audio_s = len(frames) / FPS, n_audio / SAMPLE_RATE
+    assert len(frames) == exported.n_frames
+    assert abs(video_s - audio_s) <= 1 / FPS
+    assert video_s > 10  # five spoken answers
+
+
+def test_transcript_has_the_bots_answers(exported):
+    vtt = exported.transcript.read_text()
+    assert vtt.startswith("WEBVTT") and "AI-generated" in vtt
+    for answer in PAPER_ANSWERS:
+        assert answer in vtt
+    speakers = [cue.speaker for cue in exported.cues]
+    assert speakers == ["Human", "Avatar"] * 5
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(exported.cues, exported.cues[1:]))
+
+
+def _mouth_opening(frame: np.ndarray) -> float | None:
+    """Inner-lip gap over eye distance, measured by face_recognition (None when it finds no face)."""
+    marks = face_recognition.face_landmarks(frame)
+    if not marks:
+        return None
+    m = marks[0]  # the most confident face
+    top, bottom = np.array(m["top_lip"], float), np.array(m["bottom_lip"], float)
+    eyes = np.linalg.norm(np.mean(m["left_eye"], 0) - np.mean(m["right_eye"], 0))
+    return float(np.linalg.norm(top[9] - bottom[9]) / eyes)  # inner lip points 62 and 66
+
+
+def test_faces_found_and_mouth_moves_with_speech(exported, decoded):
+    _, frames, _ = decoded
+    speaking, pausing, missed, looked = [], [], 0, 0
+    for cue in exported.cues:
+        for i in range(int(cue.start * FPS) + 2, int(cue.end * FPS) - 2, 4):
+            opening = _mouth_opening(frames[i])
+            looked += 1
+            if opening is None:
+                missed += 1
+            else:
+                (speaking if cue.speaker == "Avatar" else pausing).append(opening)
+    assert missed <= 0.05 * looked, f"no face in {missed} of {looked} sampled frames"
+    assert len(speaking) > 40 and len(pausing) > 10
+    assert np.mean(speaking) > np.mean(pausing) + 0.08, (np.mean(speaking), np.mean(pausing))
+
+
+def test_burned_in_captions_change_the_bottom_of_the_frame():
+    frame = np.full((512, 512, 3), 128, np.uint8)
+    captioned = draw_caption(frame, "Avatar: Computers are very dumb. They only execute instructions given by humans.")
+    diff = np.abs(captioned.astype(int) - frame).sum(axis=2)
+    assert diff[:300].sum() == 0 and diff[380:].sum() > 0
+
+
+def test_captions_option_and_failed_export_leaves_nothing(tmp_path, engine, responder):
+    out = tmp_path / "one.mp4"
+    result = export_dialogue(["What is AI?"], responder, engine.performer(), out, ExportOptions(captions=True))
+    _, frames, _ = _decode(result.video)
+    speaking = result.cues[1]
+    middle = frames[int((speaking.start + speaking.end) / 2 * FPS)]
+    plain = engine.performer().render(0)
+    assert middle[440:480].mean() < 0.6 * plain[440:480].mean()  # the darkened caption band
+
+    class Broken:
+        def reply(self, text, session_id="default"):
+            raise RuntimeError("bot went away")
+
+    with pytest.raises(RuntimeError):
+        export_dialogue(["hello"], Broken(), engine.performer(), tmp_path / "broken.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.mp4", "one.vtt"]
+    with pytest.raises(ValueError, match="mp4"):
+        export_dialogue(["hello"], responder, engine.performer(), tmp_path / "x.avi")
