@@ -25,6 +25,7 @@ class Received:
     video_times: list[float] = field(default_factory=list)
     video_sizes: list[tuple[int, int]] = field(default_factory=list)
     video_luma: list[float] = field(default_factory=list)             # mean brightness of each frame
+    video_crops: list[np.ndarray] = field(default_factory=list)       # luma of the watched box, per frame
     audio: list[tuple[float, float]] = field(default_factory=list)    # (arrival time, RMS)
 
     def video_fps(self, since: float, until: float) -> float:
@@ -43,8 +44,10 @@ class Received:
 class AvatarProbe:
     """One WebRTC session with the service at `base_url`."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, watch_box: tuple[int, int, int, int] | None = None) -> None:
+        """`watch_box` (x0, y0, x1, y1): keep that part of every frame's luma, e.g. the mouth."""
         self.base_url = base_url.rstrip("/")
+        self.watch_box = watch_box
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.received = Received()
         self.events: asyncio.Queue[dict] = asyncio.Queue()
@@ -90,6 +93,9 @@ class AvatarProbe:
                 self.received.video_sizes.append((frame.width, frame.height))
                 luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)[:, :frame.width]
                 self.received.video_luma.append(float(luma.mean()))
+                if self.watch_box is not None:
+                    x0, y0, x1, y1 = self.watch_box
+                    self.received.video_crops.append(luma[y0:y1, x0:x1].copy())
         except MediaStreamError:
             pass
 
@@ -108,7 +114,7 @@ class AvatarProbe:
         return time.monotonic()
 
     async def next_event(self, kind: str, timeout: float = 30.0) -> dict:
-        """Wait for the next event of type `kind` (others are skipped); an "error" event raises."""
+        """Wait for the next event of type `kind` (others are skipped); an "error" event raises unless awaited."""
         async def wait() -> dict:
             while True:
                 event = await self.events.get()

@@ -24,11 +24,19 @@ def fake_server(fake_engine: ToneEngine) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def real_server() -> Iterator[str]:
-    """The app with the real engine (default avatar, espeak-ng voice, renderer) and the real bot."""
+def real_engine():
+    """The real avatar engine: the built-in default avatar, the espeak-ng voice and the renderer."""
     import torch
 
+    from avatar.pipeline import AvatarEngine, AvatarSettings
+
     torch.set_num_threads(1)
-    app = create_app(loopback_settings(max_sessions=4))
+    return AvatarEngine.from_settings(AvatarSettings())
+
+
+@pytest.fixture(scope="session")
+def real_server(real_engine) -> Iterator[str]:
+    """The app with the real engine and the real bot (built in the app's lifespan)."""
+    app = create_app(loopback_settings(max_sessions=4), engine=real_engine)
     with serve_in_thread(app, free_port(), timeout=900) as url:
         yield url

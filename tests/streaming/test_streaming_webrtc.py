@@ -5,6 +5,7 @@ import asyncio
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from streaming.probe import AvatarProbe
@@ -14,8 +15,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 AI_ANSWER = "Artificial Intelligence is the branch of engineering and science devoted to constructing machines that think."
 
 
-async def test_client_sees_and_hears_the_answer(real_server: str) -> None:
-    probe = AvatarProbe(real_server)
+def mouth_box(engine) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) around every mouth position of the driving clip, in output pixels."""
+    lips = engine.clip.landmarks[:, 48:68]                          # [N, 20, 2] (x, y)
+    return (int(lips[..., 0].min()) - 4, int(lips[..., 1].min()) - 4,
+            int(lips[..., 0].max()) + 4, int(lips[..., 1].max()) + 4)
+
+
+async def test_client_sees_and_hears_the_answer(real_server: str, real_engine) -> None:
+    probe = AvatarProbe(real_server, watch_box=mouth_box(real_engine))
     try:
         await probe.connect(timeout=60)
         await probe.wait_for_media()
@@ -37,6 +45,16 @@ async def test_client_sees_and_hears_the_answer(real_server: str) -> None:
         assert probe.received.audio_rms(loud, loud + speaking["duration"]) > 500   # speech, not a click
         after = time.monotonic()
         assert 20 <= probe.received.video_fps(sent, after) <= 30        # the pace holds while speaking
+
+        # the mouth moves while the voice speaks, much more than while listening
+        seen = probe.received
+        times, crops = np.array(seen.video_times), np.array(seen.video_crops, np.float32)
+        listening = (times > sent - 2.5) & (times < sent)
+        speaking_frames = (times >= loud) & (times < loud + speaking["duration"])
+        rest = np.median(crops[listening], axis=0)
+        change = np.abs(crops - rest).mean(axis=(1, 2))                 # per frame, mean |luma - rest|
+        assert change[speaking_frames].mean() > 1.8 * change[listening].mean(), (
+            change[speaking_frames].mean(), change[listening].mean())
     finally:
         await probe.close()
 

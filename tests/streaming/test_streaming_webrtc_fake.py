@@ -41,6 +41,22 @@ async def test_paced_media_and_spoken_reply(fake_server: str) -> None:
         await probe.close()
 
 
+async def test_bad_messages_get_error_events(fake_server: str) -> None:
+    probe = AvatarProbe(fake_server)
+    try:
+        await probe.connect()
+        probe.channel.send(b"\xff\xfe not utf-8")
+        probe.say("   ")
+        probe.say("fine")
+        first, second = [(await probe.next_event("error", timeout=10))["message"] for _ in range(2)]
+        assert "UTF-8" in first and "empty" in second, (first, second)
+        await asyncio.sleep(0.5)
+        replies = [event["text"] for event in probe.log if event["type"] == "reply"]
+        assert replies == ["You said: fine"], replies
+    finally:
+        await probe.close()
+
+
 async def test_barge_in_cuts_the_old_reply(fake_server: str, fake_engine: ToneEngine) -> None:
     probe = AvatarProbe(fake_server)
     try:
