@@ -74,14 +74,21 @@ class Session:
         return self._turn
 
     async def _speak(self, text: str, turn: int) -> None:
-        utterance = await asyncio.to_thread(self.performer.prepare, text)
+        try:
+            utterance = await asyncio.to_thread(self.performer.prepare, text)
+        except ValueError as error:           # e.g. a reply with nothing speakable in it
+            self.send_event(type="error", message=f"could not speak the reply: {error}")
+            return
+        except Exception:
+            log.exception("session %s: speaking failed", self.id)
+            self.send_event(type="error", message="sorry, the avatar could not speak that reply")
+            return
         if turn != self._turn:
             return
-        placement = self.timeline.place(utterance)
+        placement = self.timeline.place(utterance)  # stays placed after its end: later frames are idle
         self.send_event(type="speaking", text=text, duration=round(utterance.speech.duration, 3))
         await self.clock.sleep_until(placement.end_time)
         if turn == self._turn:
-            self.timeline.clear()
             self.send_event(type="done")
 
     # --- data channel -------------------------------------------------------------------------------
