@@ -65,8 +65,9 @@ class _Mp4Writer:
         self.audio.layout = "mono"
         self.n_frames = 0
 
-    def write(self, frame: np.ndarray, samples: np.ndarray) -> None:
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+    def write(self, frame_i420: np.ndarray, samples: np.ndarray) -> None:
+        """One video frame (planar YUV 4:2:0, uint8 [H * 3 / 2, W]) and its SAMPLES_PER_FRAME audio samples."""
+        vf = av.VideoFrame.from_ndarray(frame_i420, format="yuv420p")
         vf.pts = self.n_frames
         self.container.mux(self.video.encode(vf))
         af = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
@@ -79,6 +80,11 @@ class _Mp4Writer:
         self.container.mux(self.video.encode(None))
         self.container.mux(self.audio.encode(None))
         self.container.close()
+
+
+def to_i420(frame: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H, W, 3] to planar YUV 4:2:0 (several times faster than the encoder's own conversion)."""
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
 
 
 def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
@@ -126,13 +132,18 @@ def export_dialogue(lines: list[str], responder: Responder, performer: Performer
     cues: list[Cue] = []
     caption = ""
 
+    converted: dict[int, np.ndarray] = {}  # driving frame -> I420 (uncaptioned frames repeat a lot)
+
     def emit(indices: np.ndarray, audio: np.ndarray | None) -> None:
         for k, index in enumerate(indices):
-            frame = performer.render(index)
             if options.captions and caption:
-                frame = draw_caption(frame, caption)
+                yuv = to_i420(draw_caption(performer.render(index), caption))
+            else:
+                yuv = converted.get(index)
+                if yuv is None:
+                    yuv = converted[index] = to_i420(performer.render(index))
             chunk = silence if audio is None else audio[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME]
-            writer.write(frame, chunk)
+            writer.write(yuv, chunk)
 
     try:
         for line in tqdm(lines, desc="export", unit="line"):

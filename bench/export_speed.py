@@ -1,0 +1,51 @@
+"""Export speed: seconds of dialogue video written per second of wall time (real-time factor).
+
+Loads the bot and the avatar first (not timed), then times `export_dialogue` on a dialogue file.
+    .venv/bin/python bench/export_speed.py [--dialogue assets/dialogues/paper.txt] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from avatar.dialogue import read_dialogue
+from avatar.export import ExportOptions, export_dialogue
+from avatar.pipeline import AvatarEngine, AvatarSettings
+from bot.responder import BotSettings, ChatResponder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dialogue", type=Path, default=REPO / "assets" / "dialogues" / "paper.txt")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--captions", action="store_true")
+    args = parser.parse_args()
+
+    lines = read_dialogue(args.dialogue)
+    t0 = time.perf_counter()
+    engine = AvatarEngine.from_settings(AvatarSettings())
+    responder = ChatResponder.create(BotSettings(show_progress=False))
+    print(f"setup (bot + avatar, not counted): {time.perf_counter() - t0:.2f} s")
+    print(f"dialogue: {args.dialogue.name}, {len(lines)} lines; frame {engine.frame_size[0]}x{engine.frame_size[1]}, "
+          f"captions={'on' if args.captions else 'off'}, cores={os.cpu_count()}")
+    factors = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            result = export_dialogue(lines, responder, engine.performer(seed=i), Path(tmp) / f"run{i}.mp4",
+                                     ExportOptions(captions=args.captions))
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            factors.append(result.duration / wall)
+            print(f"run {i + 1}: {result.duration:.2f} s of video in {wall:.2f} s wall ({cpu:.2f} s CPU): "
+                  f"{result.duration / wall:.1f}x real time, {result.n_frames / wall:.0f} frames/s")
+    factors.sort()
+    print(f"real-time factor: median {factors[len(factors) // 2]:.1f}x, best {factors[-1]:.1f}x (target >= 10x)")
+
+
+if __name__ == "__main__":
+    main()
