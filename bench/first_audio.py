@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     with service() as svc, loopback_only():
         times = asyncio.run(measure(svc.url, args.messages))
-    print(f"\nfirst spoken audio after a chat message, {args.messages} messages (target p50 <= 300 ms):")
+    print(f"\nfrom sending a chat message to ... ({args.messages} messages; target: first audio p50 <= 300 ms)")
     for name, values in times.items():
         if values:
             ms = np.array(values) * 1000
@@ -67,7 +66,6 @@ def main() -> None:
     missing = args.messages - len(times["first audio"])
     if missing:
         print(f"  {missing} replies produced no audible audio")
-    print(f"  median spread: {statistics.pstdev(times['first audio']) * 1000:.1f} ms std" if times["first audio"] else "")
 
 
 if __name__ == "__main__":
