@@ -10,7 +10,15 @@ on its own shard of the data with its own seed, gradients are averaged, and only
 """
 from __future__ import annotations
 
+import os
+
+# On a shared CPU, OpenMP threads that spin while waiting for each other starve everything (measured here: 2
+# threads at load 6 trained 5x slower than 1). Sleeping waiters avoid that. This only takes effect if set
+# before torch is first imported (libgomp reads it once), so front ends should set it too.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
+import ctypes
 import json
 import random
 import time
@@ -360,12 +368,27 @@ class _Schedule:
         return every > 0 and cur_nimg // every > prev_nimg // every
 
 
+def tune_cpu_process() -> None:
+    """Process-wide CPU settings that speed up training: flush denormals to zero (Adam's second moments get
+    tiny), and keep freed large buffers in the heap instead of returning them to the OS after every step
+    (glibc mmaps blocks over 128 KiB, so each step's activations would otherwise page-fault afresh)."""
+    torch.set_flush_denormal(True)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 32 * 1024 * 1024)    # M_MMAP_THRESHOLD: the largest glibc allows
+    libc.mallopt(-1, 1 << 30)             # M_TRIM_THRESHOLD
+
+
 def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", resume: bool = False,
                  kimg: float | None = None, channels_last: bool = False) -> Path:
     """Train StyleGAN2 on an aligned-face dataset; returns the run folder `out` (see the module docstring)."""
     dataset, out = Path(dataset), Path(out)
     created_group = not torch.distributed.is_initialized()
     world = init_world(device)
+    if world.device == "cpu":
+        tune_cpu_process()
     try:
         return _run(dataset, get_preset(preset), out, world, resume, kimg, channels_last)
     finally:
