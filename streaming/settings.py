@@ -4,6 +4,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from avatar.pipeline import AvatarSettings
+
 
 class ServiceSettings(BaseSettings):
     """Everything `avatar serve` can be told: where to listen, which avatar and voice, and the limits."""
@@ -12,9 +14,9 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    avatar: str = "default"                        # "default" or a path to a driving-clip .npz
-    voice: str = "en-us"                           # espeak-ng voice name
-    rate: int = Field(165, ge=80, le=450)          # words per minute
+    avatar: str = AvatarSettings.avatar            # "default" or a path to a driving-clip .npz
+    voice: str = AvatarSettings.voice              # espeak-ng voice name (the voice checks it)
+    rate: int = AvatarSettings.rate                # words per minute (the voice checks the range)
     database_url: str | None = None                # the bot's database URL (None: the bot's default SQLite file)
     max_message_chars: int = Field(1000, ge=1)     # longer chat messages are refused
     max_body_bytes: int = Field(64 * 1024, ge=1024)  # larger request bodies get 413 before parsing
