@@ -55,8 +55,9 @@ class EncoderFrames:
     need not be repeated per frame and per viewer.
     """
 
-    def __init__(self, max_entries: int = 2048) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes        # beyond this, further frames are converted every time
+        self._bytes = 0
         self._yuv: dict[int, np.ndarray] = {}
 
     def frame(self, index: int, render: Callable[[int], np.ndarray]) -> VideoFrame:
@@ -64,8 +65,9 @@ class EncoderFrames:
         if yuv is None:
             rgb = np.ascontiguousarray(render(index))
             yuv = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-            if len(self._yuv) < self.max_entries:
+            if self._bytes + yuv.nbytes <= self.max_bytes:
                 self._yuv[index] = yuv
+                self._bytes += yuv.nbytes
         return VideoFrame.from_ndarray(yuv, format="yuv420p")
 
 

@@ -23,3 +23,9 @@ def test_converted_frames_match_the_render_and_are_reused() -> None:
         back = frame.to_ndarray(format="rgb24").astype(int)
         assert np.abs(back - pictures[index]).mean() < 6           # same picture, up to chroma subsampling
     assert calls == [0, 1, 2]                                       # each driving frame converted once
+
+    small = EncoderFrames(max_bytes=128 * 128 * 3 // 2)                 # room for one converted frame
+    calls.clear()
+    for index in (0, 1, 0, 1):
+        small.frame(index, render)
+    assert calls == [0, 1, 1]                                       # the second one is not kept
