@@ -26,11 +26,8 @@ def fake_server(fake_engine: ToneEngine) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def real_engine():
     """The real avatar engine: the built-in default avatar, the espeak-ng voice and the renderer."""
-    import torch
-
     from avatar.pipeline import AvatarEngine, AvatarSettings
 
-    torch.set_num_threads(1)
     return AvatarEngine.from_settings(AvatarSettings())
 
 
