@@ -34,7 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from bot.responder import run_terminal_chat
+    from bot.terminal import run_terminal_chat
 
     run_terminal_chat(_responder(args.db), sys.stdin, sys.stdout)
     return 0
