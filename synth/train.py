@@ -18,11 +18,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import copy
 import ctypes
-import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ from synth.distributed import (World, all_gather_objects, average_gradients, bar
                                close_world, init_world)
 from synth.networks import Discriminator, Generator, build_networks
 from synth.presets import Preset, get_preset
+from synth.run_folder import GRID_COLS, RunFolder
 
-GRID_COLS, GRID_ROWS = 8, 4
+GRID_ROWS = 4
 CHECKPOINT_VERSION = 1
 
 
@@ -167,8 +168,7 @@ class GanTrainer:
         G, D = build_networks(preset)
         self.G: Generator = G.to(self.device)
         self.D: Discriminator = D.to(self.device)
-        self.G_ema: Generator = build_networks(preset)[0].to(self.device).eval().requires_grad_(False)
-        self.G_ema.load_state_dict(self.G.state_dict())
+        self.G_ema: Generator = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             for net in (self.G, self.D, self.G_ema):
@@ -270,67 +270,24 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
 
 
-def save_image_grid(images: torch.Tensor, path: Path, cols: int) -> None:
-    """Float NCHW images in [-1, 1] as one PNG grid, written atomically."""
-    from PIL import Image
-
-    n, c, h, w = images.shape
-    rows = -(-n // cols)
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    grid = torch.zeros(rows * cols, c, h, w, dtype=torch.uint8)
-    grid[:n] = x
-    grid = grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(grid.numpy()).save(tmp)
-    tmp.replace(path)
-
-
-def plot_losses(log_path: Path, out_path: Path) -> None:
-    """Loss and D-score curves from log.jsonl as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    if not rows:
-        return
-    kimg = [r["kimg"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot(kimg, [r["loss_G"] for r in rows], label="G loss")
-    ax1.plot(kimg, [r["loss_D"] for r in rows], label="D loss")
-    r1 = [(r["kimg"], r["r1"]) for r in rows if r.get("r1") is not None]
-    if r1:
-        ax1.plot(*zip(*r1), label="R1 penalty")
-    ax1.set_xlabel("kimg")
-    ax1.legend()
-    ax2.plot(kimg, [r["real_score"] for r in rows], label="D(real)")
-    ax2.plot(kimg, [r["fake_score"] for r in rows], label="D(fake)")
-    ax2.set_xlabel("kimg")
-    ax2.legend()
-    fig.tight_layout()
-    tmp = out_path.with_name(out_path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(out_path)
-
-
 class TickLog:
-    """Averages step stats over one log tick and appends them to log.jsonl."""
+    """Averages step stats over one log tick into a log row (losses, mean D logits, img/s of training)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, nimg: int):
         self.steps: list[StepStats] = []
-        self.t0 = time.perf_counter()
-        self.nimg0 = 0
+        self.t0, self.nimg0 = time.perf_counter(), nimg
 
     def add(self, stats: StepStats) -> None:
         self.steps.append(stats)
 
-    def flush(self, cur_nimg: int, step_index: int, write: bool) -> dict[str, Any]:
-        if not self.steps:
-            return {}
-        mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
+    def pause(self, seconds: float) -> None:
+        """Leave `seconds` (snapshots) out of the img/s figure."""
+        self.t0 += seconds
+
+    def row(self, cur_nimg: int, step_index: int) -> dict[str, Any]:
+        def mean(xs: list[float]) -> float | None:
+            return float(np.mean(xs)) if xs else None
+
         dt = time.perf_counter() - self.t0
         row = {"kimg": cur_nimg / 1000, "nimg": cur_nimg, "step": step_index,
                "loss_G": mean([s.loss_G for s in self.steps]), "loss_D": mean([s.loss_D for s in self.steps]),
@@ -338,34 +295,18 @@ class TickLog:
                "fake_score": mean([s.fake_score for s in self.steps]),
                "r1": mean([s.r1 for s in self.steps if s.r1 is not None]),
                "img_per_s": (cur_nimg - self.nimg0) / max(dt, 1e-9), "sec_per_tick": dt}
-        if write:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(row) + "\n")
         self.steps, self.t0, self.nimg0 = [], time.perf_counter(), cur_nimg
         return row
-
-
-def _truncate_log(path: Path, nimg: int) -> None:
-    """Drop log lines written after the checkpoint we resume from."""
-    if path.is_file():
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["nimg"] <= nimg]
-        path.write_text("".join(line + "\n" for line in keep))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The run
 
 
-@dataclass
-class _Schedule:
-    """Image counts at which the next log line, grid and checkpoint are due."""
-
-    preset: Preset
-    done: dict[str, int] = field(default_factory=dict)
-
-    def due(self, what: str, prev_nimg: int, cur_nimg: int) -> bool:
-        every = round(getattr(self.preset, f"{what}_kimg") * 1000)
-        return every > 0 and cur_nimg // every > prev_nimg // every
+def _crossed(every_kimg: float, prev_nimg: int, cur_nimg: int) -> bool:
+    """Whether the step from prev_nimg to cur_nimg passed a multiple of `every_kimg`."""
+    every = round(every_kimg * 1000)
+    return every > 0 and cur_nimg // every > prev_nimg // every
 
 
 def tune_cpu_process() -> None:
@@ -422,71 +363,60 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
     grid_z = torch.randn(GRID_COLS * GRID_ROWS, preset.z_dim,
                          generator=torch.Generator().manual_seed(preset.seed + 123)).to(world.device)
 
-    log_path, grid_dir = out / "log.jsonl", out / "grids"
     if state is not None:
         trainer.load_state_dict(state)
         if state["world_size"] == world.size:
             _set_rng_state(state["rng"][world.rank], world.device)
             sampler.position = state["sampler"][world.rank]
-        else:
+        else:                                              # another process count: same data, new streams
             sampler.position = trainer.cur_nimg // world.size
-    if world.is_main:
-        grid_dir.mkdir(parents=True, exist_ok=True)
-        if state is None:
-            options = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
-                       "device": world.device, "world_size": world.size, "channels_last": channels_last,
-                       "images": len(images), "resumed_at_kimg": []}
-            log_path.unlink(missing_ok=True)    # a fresh run starts with an empty log
-            save_image_grid(to_float_batch(images, np.arange(min(len(images), 32)), np.zeros(0, bool), "cpu"),
-                            grid_dir / "reals.png", GRID_COLS)
-        else:
-            options = json.loads((out / "options.json").read_text())
-            options["resumed_at_kimg"].append(trainer.cur_nimg / 1000)
-            options["total_kimg"] = total_kimg
-            _truncate_log(log_path, trainer.cur_nimg)
-        (out / "options.json").write_text(json.dumps(options, indent=1))
+    folder = RunFolder(out)
+    if world.is_main and state is None:
+        options = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
+                   "device": world.device, "world_size": world.size, "channels_last": channels_last,
+                   "images": len(images)}
+        folder.start(options, to_float_batch(images, np.arange(min(len(images), 32)), np.zeros(0, bool), "cpu"))
+    elif world.is_main:
+        folder.resume(trainer.cur_nimg, total_kimg)
     barrier(world)
 
     def snapshot(checkpoint: bool, grid: bool) -> None:
         rng = all_gather_objects(_rng_state(world.device), world)
         positions = all_gather_objects(sampler.position, world)
-        if world.is_main:
-            if grid:
-                with torch.no_grad():
-                    fakes = torch.cat([trainer.G_ema(z, noise_mode="const") for z in grid_z.split(batch)])
-                save_image_grid(fakes, grid_dir / f"grid-{trainer.cur_nimg:09d}.png", GRID_COLS)
-                plot_losses(log_path, out / "losses.png")
-            if checkpoint:
-                ckpt.save_checkpoint({**trainer.state_dict(), "preset": preset.to_dict(), "total_kimg": total_kimg,
-                                      "world_size": world.size, "rng": rng, "sampler": positions,
-                                      "version": CHECKPOINT_VERSION}, out, trainer.cur_nimg)
+        if world.is_main and grid:
+            with torch.no_grad():
+                fakes = torch.cat([trainer.G_ema(z, noise_mode="const") for z in grid_z.split(batch)])
+            folder.save_samples(fakes, trainer.cur_nimg)
+        if world.is_main and checkpoint:
+            ckpt.save_checkpoint({**trainer.state_dict(), "preset": preset.to_dict(), "total_kimg": total_kimg,
+                                  "world_size": world.size, "rng": rng, "sampler": positions,
+                                  "version": CHECKPOINT_VERSION}, out, trainer.cur_nimg)
         barrier(world)
 
     total_nimg = round(total_kimg * 1000)
-    schedule = _Schedule(preset)
-    tick = TickLog(log_path)
-    tick.nimg0 = trainer.cur_nimg
+    tick = TickLog(trainer.cur_nimg)
     bar = tqdm(total=round(total_kimg, 3), initial=round(trainer.cur_nimg / 1000, 3), unit="kimg",
-               disable=not world.is_main, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg "
-               "[{elapsed}<{remaining}{postfix}]")
+               disable=not world.is_main, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
     last_checkpoint = trainer.cur_nimg if state is not None else -1
     while trainer.cur_nimg < total_nimg:
         prev = trainer.cur_nimg
         indices, flips = sampler.take(batch)
-        stats = trainer.step(to_float_batch(images, indices, flips, world.device))
-        tick.add(stats)
-        bar.update((trainer.cur_nimg - prev) / 1000)
+        tick.add(trainer.step(to_float_batch(images, indices, flips, world.device)))
         cur, final = trainer.cur_nimg, trainer.cur_nimg >= total_nimg
-        if schedule.due("log", prev, cur) or final:
-            row = tick.flush(cur, trainer.step_index, world.is_main)
+        bar.update((cur - prev) / 1000)
+        if _crossed(preset.log_kimg, prev, cur) or final:
+            row = tick.row(cur, trainer.step_index)
+            if world.is_main:
+                folder.append_log(row)
             bar.set_postfix_str(f"img/s {row['img_per_s']:.1f} G {row['loss_G']:.3f} D {row['loss_D']:.3f}"
                                 + (f" R1 {row['r1']:.4f}" if row["r1"] is not None else ""))
-        do_ckpt = schedule.due("checkpoint", prev, cur) or final
-        do_grid = schedule.due("sample", prev, cur) or final
+        do_ckpt = _crossed(preset.checkpoint_kimg, prev, cur) or final
+        do_grid = _crossed(preset.sample_kimg, prev, cur) or final
         if do_ckpt or do_grid:
             t0 = time.perf_counter()
             snapshot(do_ckpt, do_grid)
-            tick.t0 += time.perf_counter() - t0          # img/s counts training only
+            tick.pause(time.perf_counter() - t0)
             if do_ckpt:
                 last_checkpoint = cur
     bar.close()
