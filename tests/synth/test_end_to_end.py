@@ -8,7 +8,7 @@ import pytest
 
 from synth.cli import main as synth_main
 
-train = pytest.importorskip("synth.train", reason="synth.train (the StyleGAN2 training half) is not importable yet")
+pytest.importorskip("synth.train", reason="synth.train (the StyleGAN2 training half) is not importable yet")
 
 TABLE2_KEYS = ["is_mean", "is_var", "fid", "openface_mean", "openface_var", "fr_matching", "fr_not_matching",
                "fr_not_faces"]
