@@ -9,9 +9,11 @@ Every weight uses the equalised learning rate (stored N(0, 1), scaled by 1/sqrt(
 Departures from the reference implementation (NVlabs stylegan2-ada-pytorch), for plain torch ops on a CPU:
 - Modulation is applied to activations rather than weights ("non-fused": x * s -> conv -> x * d), which is
   mathematically identical and lets every sample share one ordinary convolution.
-- The upsampling convolution is, as in the reference, a stride-2 transposed convolution followed by the FIR
-  filter [1, 3, 3, 1] (a depthwise 4x4 conv); the skip image is upsampled bilinearly (align_corners=False),
-  which is the same filter apart from edge handling. Downsampling in D is a 2x2 average pool (box filter).
+- Resampling uses the reference FIR filter [1, 3, 3, 1] as a depthwise 4x4 conv. The upsampling convolution
+  is, as in the reference, a stride-2 transposed convolution followed by that filter; the skip image is
+  upsampled bilinearly (align_corners=False), which is the same filter apart from edge handling. D's
+  downsampling convolutions filter-and-subsample first, then convolve at the lower resolution (reference:
+  filter, then a stride-2 convolution); the cost is the same.
 - The leaky-ReLU gain sqrt(2) is folded into the scale of the preceding linear op (lrelu(g*x) = g*lrelu(x)).
 - Minibatch-std groups consecutive samples (reference: strided), so a batch of [fakes; reals] never mixes them.
 """
@@ -37,10 +39,6 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-
-def downsample2x(x: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(x, 2)
 
 
 def blur_kernel(channels: int, gain: float) -> torch.Tensor:
@@ -82,11 +80,13 @@ class Conv2d(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.activation = activation
         self.down = down
+        if down:
+            self.register_buffer("blur", blur_kernel(in_channels, gain=1.0), persistent=False)
         self.padding = kernel_size // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.down:
-            x = downsample2x(x)                                       # [N, Cin, H/2, W/2]
+            x = F.conv2d(x, self.blur, stride=2, padding=1, groups=x.shape[1])  # [N, Cin, H/2, W/2]
         gain = LRELU_GAIN if self.activation else 1.0
         bias = self.bias * gain if self.bias is not None else None
         x = F.conv2d(x, self.weight * (self.weight_gain * gain), bias, padding=self.padding)  # [N, Cout, H, W]

@@ -2,17 +2,18 @@
 
 Channel widths follow StyleGAN2: a block at resolution r has min(channel_base // r, channel_max) channels.
 
-- `smoke`: a few seconds on a CPU, for tests: 32 px, 8 to 32 channels, 8 steps.
-- `cpu64`: 64 px on 2 CPU cores in about an hour (see `bench/synth_train.py` for the measured throughput).
-  The budget is set by compute: an hour at the measured ~50 GFLOP/s of training is ~2e14 FLOP, and the data
-  (one subject, one or a few videos, a few thousand nearly identical frames) needs on the order of 100 kimg to
-  give a recognisable face, so one training image may cost at most ~2 GFLOP (G forward, backward, D on real
-  and fake, forward and backward). That rules out wide top layers: cost grows with r^2 * C^2, so the 64 and
-  32 px blocks get 32 and 64 channels, the cheap 4-16 px blocks 128 (channel_base=2048, channel_max=128).
-  All widths are multiples of 32 (oneDNN's AVX-512 convolutions block channels by 16). Batch 16 keeps the
-  convolutions large enough to run near the matmul rate while giving many optimiser steps in the hour.
-  R1 gamma follows the StyleGAN2-ADA heuristic 0.0002 * r^2 / batch; the EMA half-life ramps up (0.05) as the
-  short runs of small-data training need.
+- `smoke`: a few seconds on a CPU, for tests: 32 px, 8 to 32 channels, 8 steps of 8 images.
+- `cpu64`: 64 px on 2 CPU cores in about an hour (`bench/synth_train.py` measures it). The budget is set by
+  compute: one training image costs G forward + backward, D forward + input-backward on the fake for G's
+  loss, and D forward + backward on a real and a fake, about 3 G + 8 D forward passes. At the 40-60 GFLOP/s
+  that 2 shared cores sustain, an hour is ~2e14 FLOP, and a single subject's few thousand nearly identical
+  frames need a few tens of kimg to show a recognisable face, so an image may cost ~4 GFLOP. Cost grows
+  with r^2 * C^2, so the 64 and 32 px blocks get 32 and 64 channels and the 4-16 px blocks 128
+  (channel_base=2048, channel_max=128): 4.1 GFLOP per image, G and D 1.1 M parameters each. Every width is a
+  multiple of 32 (oneDNN's AVX-512 convolutions block channels by 16; 16-channel layers ran at a third of
+  the rate of 32-channel ones), and batch 16 keeps each convolution large enough to run at ~60% of the
+  matmul peak while giving ~2,000+ optimiser steps in the hour. R1 gamma follows the StyleGAN2-ADA
+  heuristic 0.0002 * r^2 / batch; the EMA half-life ramps up (0.05) as short small-data runs need.
 - `paper256`: the paper's setting: official StyleGAN2 config-f at 256 px (channel_base 32768, max 512, 8-layer
   mapping, batch 32, gamma 10, EMA 10 kimg, 500 kimg as the paper trained), for a GPU via `--device cuda`.
 All presets add DiffAugment "color,translation,cutout" (Zhao et al. 2020), which small datasets need.
@@ -87,7 +88,7 @@ PRESETS: dict[str, Preset] = {
     "cpu64": Preset(
         name="cpu64", resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
         batch_size=16, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05, r1_interval=16, ema_kimg=5.0, ema_rampup=0.05,
-        total_kimg=100.0, log_kimg=0.5, sample_kimg=5.0, checkpoint_kimg=2.0),
+        total_kimg=50.0, log_kimg=0.5, sample_kimg=5.0, checkpoint_kimg=2.0),
     "paper256": Preset(
         name="paper256", resolution=256, z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768,
         channel_max=512, batch_size=32, g_lr=0.002, d_lr=0.002, r1_gamma=10.0, r1_interval=16, ema_kimg=10.0,

@@ -309,6 +309,16 @@ def _crossed(every_kimg: float, prev_nimg: int, cur_nimg: int) -> bool:
     return every > 0 and cur_nimg // every > prev_nimg // every
 
 
+def _out_of_time(deadline: float | None, world: World) -> bool:
+    """Whether the wall-clock budget is spent; every process follows the main one's clock."""
+    if deadline is None:
+        return False
+    flag = torch.tensor([float(time.monotonic() >= deadline)], device=world.device)
+    if world.size > 1:
+        torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def tune_cpu_process() -> None:
     """Process-wide CPU settings that speed up training: flush denormals to zero (Adam's second moments get
     tiny), and keep freed large buffers in the heap instead of returning them to the OS after every step
@@ -323,22 +333,26 @@ def tune_cpu_process() -> None:
 
 
 def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", resume: bool = False,
-                 kimg: float | None = None, channels_last: bool = False) -> Path:
-    """Train StyleGAN2 on an aligned-face dataset; returns the run folder `out` (see the module docstring)."""
+                 kimg: float | None = None, *, minutes: float | None = None, channels_last: bool = False) -> Path:
+    """Train StyleGAN2 on an aligned-face dataset; returns the run folder `out` (see the module docstring).
+
+    `kimg` overrides the preset's length; `minutes` also stops the run (with a checkpoint and a grid) once that
+    much wall-clock time has passed, for fixed-budget runs.
+    """
     dataset, out = Path(dataset), Path(out)
     created_group = not torch.distributed.is_initialized()
     world = init_world(device)
     if world.device == "cpu":
         tune_cpu_process()
     try:
-        return _run(dataset, get_preset(preset), out, world, resume, kimg, channels_last)
+        return _run(dataset, get_preset(preset), out, world, resume, kimg, minutes, channels_last)
     finally:
         if created_group:
             close_world(world)
 
 
 def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, kimg: float | None,
-         channels_last: bool) -> Path:
+         minutes: float | None, channels_last: bool) -> Path:
     existing = ckpt.list_checkpoints(out)
     if existing and not resume:
         raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
@@ -399,11 +413,13 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
                disable=not world.is_main, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
     last_checkpoint = trainer.cur_nimg if state is not None else -1
-    while trainer.cur_nimg < total_nimg:
+    deadline = None if minutes is None else time.monotonic() + minutes * 60
+    final = trainer.cur_nimg >= total_nimg
+    while not final:
         prev = trainer.cur_nimg
         indices, flips = sampler.take(batch)
         tick.add(trainer.step(to_float_batch(images, indices, flips, world.device)))
-        cur, final = trainer.cur_nimg, trainer.cur_nimg >= total_nimg
+        cur, final = trainer.cur_nimg, trainer.cur_nimg >= total_nimg or _out_of_time(deadline, world)
         bar.update((cur - prev) / 1000)
         if _crossed(preset.log_kimg, prev, cur) or final:
             row = tick.row(cur, trainer.step_index)
@@ -441,10 +457,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--kimg", type=float, default=None)
+    parser.add_argument("--kimg", type=float, default=None, help="training length (default: the preset's)")
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this much wall-clock time")
     args = parser.parse_args(argv)
     try:
-        run_training(args.dataset, args.preset, args.out, args.device, args.resume, args.kimg)
+        run_training(args.dataset, args.preset, args.out, args.device, args.resume, args.kimg, minutes=args.minutes)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
 

@@ -129,6 +129,13 @@ def test_smoke_run_writes_run_folder(dataset, tmp_path):
         run_training(dataset, "cpu64", run, resume=True)
 
 
+def test_wall_clock_budget_stops_with_a_checkpoint(dataset, tmp_path):
+    run = run_training(dataset, "smoke", tmp_path / "run", minutes=0)
+    state = load_checkpoint(latest_checkpoint(run))
+    assert state["cur_nimg"] == 8                                     # one step, then out of time
+    assert (run / "grids" / "grid-000000008.png").is_file()
+
+
 def test_bad_inputs_give_clear_errors(tmp_path):
     small = make_dataset(tmp_path / "small", count=4, size=16)
     with pytest.raises(TrainingError, match="--size 32"):
@@ -193,3 +200,5 @@ def test_two_process_gloo_run(dataset, tmp_path):
     assert len(state["rng"]) == 2 and state["sampler"] == [16, 16]   # 4 steps of 4 images per process
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
     assert json.loads((run / "options.json").read_text())["world_size"] == 2
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["nimg"] for r in rows] == [16, 32]                       # only rank 0 writes
