@@ -58,6 +58,19 @@ def r1_penalty(real_logits: torch.Tensor, reals: torch.Tensor, gamma: float) -> 
     return grads.square().sum(dim=[1, 2, 3]).mean() * (gamma / 2)
 
 
+def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor, reals: torch.Tensor, r1_gamma: float,
+                       r1_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(total, logistic, r1): logistic = E[softplus(D(fake))] + E[softplus(-D(real))]; total adds r1_weight * R1.
+
+    R1 is computed only when r1_weight and r1_gamma are non-zero (else None), and then needs reals.requires_grad.
+    """
+    logistic = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+    if r1_weight == 0 or r1_gamma == 0:
+        return logistic, logistic, None
+    r1 = r1_penalty(real_logits, reals, r1_gamma)
+    return logistic + r1 * r1_weight, logistic, r1
+
+
 def ema_beta(cur_nimg: int, batch_size: int, ema_kimg: float, ema_rampup: float | None) -> float:
     """Per-step decay of G_ema: half-life ema_kimg thousand images, capped at ema_rampup * images seen."""
     ema_nimg = ema_kimg * 1000
@@ -215,21 +228,19 @@ class GanTrainer:
         reals = reals.detach().contiguous(memory_format=self.memory_format).requires_grad_(do_r1)
         logits = self.D(self._augment(torch.cat([fakes.detach(), reals])))             # [2B, 1]
         fake_logits, real_logits = logits[:b], logits[b:]
-        loss_D = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
-        r1 = None
-        if do_r1:
-            r1 = r1_penalty(real_logits, reals, p.r1_gamma)
-            loss_D = loss_D + r1 * p.r1_interval
+        # Lazy R1: on every r1_interval-th step only, weighted by the interval to keep its average strength.
+        total_D, loss_D, r1 = discriminator_loss(fake_logits, real_logits, reals, p.r1_gamma,
+                                                 r1_weight=p.r1_interval if do_r1 else 0)
         self.opt_D.zero_grad(set_to_none=True)
-        loss_D.backward()
+        total_D.backward()
         average_gradients(list(self.D.parameters()), self.world)
         self.opt_D.step()
 
         self.cur_nimg += p.batch_size
         self.step_index += 1
         update_ema(self.G_ema, self.G, ema_beta(self.cur_nimg, p.batch_size, p.ema_kimg, p.ema_rampup))
-        return StepStats(loss_G.item(), (loss_D - (r1 * p.r1_interval if r1 is not None else 0)).item(),
-                         real_logits.mean().item(), fake_logits.mean().item(), None if r1 is None else r1.item())
+        return StepStats(loss_G.item(), loss_D.item(), real_logits.mean().item(), fake_logits.mean().item(),
+                         None if r1 is None else r1.item())
 
     def state_dict(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from synth.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from synth.dataset import DatasetWriter
 from synth.presets import get_preset
-from synth.train import (GanTrainer, ImageSampler, TrainingError, ema_beta, load_generator, r1_penalty,
-                         run_training, update_ema)
+from synth.train import (GanTrainer, ImageSampler, TrainingError, discriminator_loss, ema_beta, load_generator,
+                         r1_penalty, run_training, update_ema)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +56,21 @@ def test_r1_penalty_of_a_linear_discriminator():
     assert torch.allclose(penalty2, reals2.detach().square().sum(dim=[1, 2, 3]).mean())
     penalty2.backward()
     assert torch.allclose(reals2.grad, 2 * reals2.detach() / 5)
+
+
+def test_lazy_r1_is_weighted_by_its_interval():
+    torch.manual_seed(0)
+    a = torch.randn(3 * 4 * 4)
+    reals = torch.randn(6, 3, 4, 4, requires_grad=True)
+    fakes = torch.randn(6, 3, 4, 4)
+    real_logits, fake_logits = reals.flatten(1) @ a, fakes.flatten(1) @ a
+    logistic = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+    total, main, r1 = discriminator_loss(fake_logits, real_logits, reals, r1_gamma=0.5, r1_weight=16)
+    assert torch.allclose(main, logistic)
+    assert torch.allclose(r1, 0.25 * a.square().sum())
+    assert torch.allclose(total, logistic + 16 * 0.25 * a.square().sum())
+    total0, _, r1_none = discriminator_loss(fake_logits, real_logits, reals, r1_gamma=0.5, r1_weight=0)
+    assert r1_none is None and torch.allclose(total0, logistic)
 
 
 def test_r1_only_every_interval_steps():
@@ -182,6 +199,20 @@ def test_resume_is_bit_for_bit(dataset, tmp_path):
     assert json.loads((split / "options.json").read_text())["resumed_at_kimg"] == [0.032]
     # And it did train: the parameters moved away from the halfway checkpoint.
     assert not torch.equal(a["G"]["synthesis.blocks.0.const"], _first_state(split)["G"]["synthesis.blocks.0.const"])
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(dataset, tmp_path):
+    straight = run_training(dataset, "smoke", tmp_path / "straight")
+    killed = tmp_path / "killed"
+    shutil.copytree(straight, killed)
+    # As if killed while writing the final checkpoint: the 64-image one is half-written, the log ran ahead.
+    final = killed / "checkpoints" / "ckpt-000000064.pt"
+    final.rename(final.with_name(final.name + ".tmp"))
+    run_training(dataset, "smoke", killed, resume=True)
+    _assert_same(_final_state(straight)["G_ema"], _final_state(killed)["G_ema"], "G_ema")
+    _assert_same(_final_state(straight)["opt_D"], _final_state(killed)["opt_D"], "opt_D")
+    nimgs = [json.loads(line)["nimg"] for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert nimgs == [16, 32, 48, 64]
 
 
 def _first_state(run: Path) -> dict:
