@@ -257,7 +257,7 @@ class GanTrainer:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# RNG state, pictures, log
+# RNG state and log ticks
 
 
 def _rng_state(device: str) -> dict[str, Any]:
