@@ -22,7 +22,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from synth.train import run_training
 
-    run = run_training(args.dataset, args.preset, args.out, device=args.device, resume=args.resume, kimg=args.kimg)
+    run = run_training(args.dataset, args.preset, args.out, device=args.device, resume=args.resume, kimg=args.kimg,
+                       minutes=args.minutes)
     print(f"run folder: {run}")
     return 0
 
@@ -95,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--kimg", type=float, default=None, help="training length in kimg (default: the preset's)")
+    p.add_argument("--minutes", type=float, default=None, help="also stop after this much wall-clock time")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="N varied faces of the subject from a trained RUN -> FACES")
