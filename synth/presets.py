@@ -14,6 +14,9 @@ Channel widths follow StyleGAN2: a block at resolution r has min(channel_base //
   the rate of 32-channel ones), and batch 16 keeps each convolution large enough to run at ~60% of the
   matmul peak while giving ~2,000+ optimiser steps in the hour. R1 gamma follows the StyleGAN2-ADA
   heuristic 0.0002 * r^2 / batch; the EMA half-life ramps up (0.05) as short small-data runs need.
+  Measured (bench/synth_train.py, 2 threads): 26 img/s on a quiet machine, so 100 kimg take about an hour;
+  10-16 img/s while other work shares the cores (use run_training's `minutes` budget for a fixed hour).
+  A 12 kimg trial on subject_A (304 frames) already gave blurry but clearly face-shaped samples.
 - `paper256`: the paper's setting: official StyleGAN2 config-f at 256 px (channel_base 32768, max 512, 8-layer
   mapping, batch 32, gamma 10, EMA 10 kimg, 500 kimg as the paper trained), for a GPU via `--device cuda`.
 All presets add DiffAugment "color,translation,cutout" (Zhao et al. 2020), which small datasets need.
@@ -88,7 +91,7 @@ PRESETS: dict[str, Preset] = {
     "cpu64": Preset(
         name="cpu64", resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
         batch_size=16, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05, r1_interval=16, ema_kimg=5.0, ema_rampup=0.05,
-        total_kimg=50.0, log_kimg=0.5, sample_kimg=5.0, checkpoint_kimg=2.0),
+        total_kimg=100.0, log_kimg=0.5, sample_kimg=5.0, checkpoint_kimg=2.0),
     "paper256": Preset(
         name="paper256", resolution=256, z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768,
         channel_max=512, batch_size=32, g_lr=0.002, d_lr=0.002, r1_gamma=10.0, r1_interval=16, ema_kimg=10.0,
