@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
-from synth.dataset import DatasetError
-from synth.prepare import PrepareOptions, PrepareReport, prepare
 from synth_footage import CACHE, MULTI, MULTI_EVERY, SUBJECT, SUBJECT_EVERY, need
+
+if TYPE_CHECKING:        # imported lazily below: the training tests in this folder need none of it
+    from synth.prepare import PrepareOptions, PrepareReport
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,6 +27,9 @@ def _few_threads():
 
 def cached_prepare(video: Path, name: str, options: PrepareOptions) -> PrepareReport:
     """prepare into CACHE/name; a cache made with other options (an older default) is rebuilt."""
+    from synth.dataset import DatasetError
+    from synth.prepare import prepare
+
     try:
         return prepare([need(video)], CACHE / name, options, show_progress=False)
     except DatasetError as e:
@@ -37,6 +42,8 @@ def cached_prepare(video: Path, name: str, options: PrepareOptions) -> PrepareRe
 @pytest.fixture(scope="session")
 def subject_report() -> PrepareReport:
     """subject_A prepared at 64 px on every 6th frame, cached in var/test-cache/synth."""
+    from synth.prepare import PrepareOptions
+
     return cached_prepare(SUBJECT, f"subject_A-64-every{SUBJECT_EVERY}", PrepareOptions(size=64, every=SUBJECT_EVERY))
 
 
@@ -48,6 +55,8 @@ def subject_dataset(subject_report: PrepareReport) -> Path:
 @pytest.fixture(scope="session")
 def multi_report() -> PrepareReport:
     """The several-people stage clip prepared at 64 px on every 3rd frame, cached like subject_A."""
+    from synth.prepare import PrepareOptions
+
     return cached_prepare(MULTI, f"multi_person-64-every{MULTI_EVERY}", PrepareOptions(size=64, every=MULTI_EVERY))
 
 
