@@ -145,9 +145,13 @@ class DatasetWriter:
                 raise DatasetError(f"{self.path} holds shards but no {PROGRESS_FILE}; delete it or choose another --out")
             return 0, 0, None
         state = json.loads(state_path.read_text())
-        if state.get("fingerprint") != self.fingerprint:
-            raise DatasetError(f"{self.path} holds a dataset made with other options "
-                               f"({state.get('fingerprint')}); delete it or choose another --out")
+        theirs = state.get("fingerprint") or {}
+        if theirs != self.fingerprint:
+            differ = ", ".join(f"{k}: {theirs.get(k)!r} there, {self.fingerprint.get(k)!r} here"
+                               for k in sorted(set(theirs) | set(self.fingerprint))
+                               if theirs.get(k) != self.fingerprint.get(k))
+            raise DatasetError(f"{self.path} holds a dataset made with other options ({differ}); "
+                               f"delete it or choose another --out")
         shards = int(state["shards"])
         for extra in _shard_paths(self.path)[shards:]:   # written after the last commit: not part of the state
             extra.unlink()

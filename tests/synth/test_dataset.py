@@ -59,7 +59,7 @@ def test_resume_keeps_committed_shards_and_drops_later_ones(tmp_path):
 
 def test_other_options_are_refused(tmp_path):
     DatasetWriter(tmp_path / "ds", 8, {"every": 1}).commit({})
-    with pytest.raises(DatasetError, match="other options"):
+    with pytest.raises(DatasetError, match=r"other options \(every: 1 there, 2 here\)"):
         DatasetWriter(tmp_path / "ds", 8, {"every": 2})
 
 

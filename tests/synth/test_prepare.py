@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import synth.prepare as prep
+from synth.cli import main as synth_main
 from synth.align import align_face, template_matrix
 from synth.dataset import load_images, load_metadata, read_info
 from synth.prepare import COUNT_KEYS, PrepareError, PrepareOptions, prepare
@@ -102,7 +103,7 @@ def _write_clip(path, frames, fps=10):
         dst.mux(stream.encode())
 
 
-def test_frames_with_two_faces_or_none_are_dropped_and_counted(subject_frames, tmp_path):
+def test_frames_with_two_faces_or_none_are_dropped_and_counted(subject_frames, tmp_path, capsys):
     one = subject_frames[0]
     two = np.concatenate([subject_frames[1], subject_frames[2]], 1)          # two faces side by side
     pad = np.zeros_like(one)
@@ -111,6 +112,15 @@ def test_frames_with_two_faces_or_none_are_dropped_and_counted(subject_frames, t
     report = prepare([tmp_path / "two.mp4"], tmp_path / "ds", PrepareOptions(reference_frames=5), show_progress=False)
     counts = {k: report.counts[k] for k in ("frames", "kept", "multi_face", "no_face", "other_identity")}
     assert counts == {"frames": 5, "kept": 2, "multi_face": 2, "no_face": 1, "other_identity": 0}
+
+    # The same through the CLI, which prints each count; other options on the same folder are refused.
+    assert synth_main(["prepare", str(tmp_path / "two.mp4"), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "done: 2 aligned faces of 64 px" in out
+    assert "frames 5, kept 2, no face 1, multi face 2, other identity 0" in out
+    assert synth_main(["prepare", str(tmp_path / "two.mp4"), "--out", str(tmp_path / "cli"), "--every", "2",
+                       "--quiet"]) == 2
+    assert "made with other options (every: 1 there, 2 here)" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
