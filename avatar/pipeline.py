@@ -32,9 +32,6 @@ class AvatarEngine:
         self.voice = voice
         self.clip = clip
         self.renderer = Renderer(clip, face_model, label=label)
-        # A rendered frame depends only on its driving frame, so each is rendered once and shared by all
-        # sessions (at most one entry per driving frame).
-        self._rendered: dict[int, np.ndarray] = {}
 
     @classmethod
     def from_settings(cls, settings: AvatarSettings) -> "AvatarEngine":
@@ -58,15 +55,6 @@ class AvatarEngine:
         """(width, height) of rendered frames."""
         h, w = self.clip.frames.shape[1:3]
         return w, h
-
-    def render(self, index: int) -> np.ndarray:
-        """The output frame (uint8 [H, W, 3] RGB, read-only) for driving frame `index`."""
-        frame = self._rendered.get(index)
-        if frame is None:
-            frame = self.renderer.render(index)
-            frame.flags.writeable = False
-            self._rendered[index] = frame
-        return frame
 
     def performer(self, seed: int = 0) -> "Performer":
         return Performer(self, seed)
@@ -100,6 +88,6 @@ class Performer:
         self.planner.reset_to_idle(current=current)
 
     def render(self, index: int) -> np.ndarray:
-        """The output frame (uint8 [H, W, 3] RGB, read-only) for driving frame `index`."""
-        return self.engine.render(int(index))
+        """The output frame (uint8 [H, W, 3] RGB) for driving frame `index`."""
+        return self.engine.renderer.render(int(index))
 

@@ -5,7 +5,7 @@ once at construction, so a frame costs two small warps, the face model and a ble
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -84,3 +84,32 @@ class Renderer:
         x0, y0, x1, y1 = box
         region = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = (region * (1.0 - self._label_opacity) + self._label + 0.5).astype(np.uint8)
+
+
+def to_i420(frame: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H, W, 3] to planar YUV 4:2:0 uint8 [H * 3 / 2, W], the layout H.264 and VP8 encoders take."""
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
+
+
+class I420Frames:
+    """Rendered frames converted to YUV 4:2:0 once per driving frame, for every encoder that needs them.
+
+    A rendered frame depends only on its driving frame, so neither the render nor the colour conversion
+    need be repeated per output frame or per viewer. Thread-safe enough for workers: a race converts twice.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes        # beyond this, further frames are converted every time
+        self._bytes = 0
+        self._yuv: dict[int, np.ndarray] = {}
+
+    def get(self, index: int, render: Callable[[int], np.ndarray]) -> np.ndarray:
+        index = int(index)
+        yuv = self._yuv.get(index)
+        if yuv is None:
+            yuv = to_i420(render(index))
+            yuv.flags.writeable = False
+            if self._bytes + yuv.nbytes <= self.max_bytes:
+                self._yuv[index] = yuv
+                self._bytes += yuv.nbytes
+        return yuv

@@ -16,6 +16,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
+from avatar.render import I420Frames
 from avatar.types import FPS, SAMPLE_RATE
 from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, Timeline
@@ -49,26 +50,13 @@ class SessionClock:
 
 
 class EncoderFrames:
-    """Rendered frames converted to the encoder's yuv420p once per driving frame, shared by all sessions.
-
-    A rendered frame depends only on its driving frame, so the colour conversion (a few ms at 512x512)
-    need not be repeated per frame and per viewer.
-    """
+    """Frames for the encoder, converted once per driving frame and shared by all sessions."""
 
     def __init__(self, max_bytes: int = 256 * 2**20) -> None:
-        self.max_bytes = max_bytes        # beyond this, further frames are converted every time
-        self._bytes = 0
-        self._yuv: dict[int, np.ndarray] = {}
+        self._yuv = I420Frames(max_bytes)
 
     def frame(self, index: int, render: Callable[[int], np.ndarray]) -> VideoFrame:
-        yuv = self._yuv.get(index)
-        if yuv is None:
-            rgb = np.ascontiguousarray(render(index))
-            yuv = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-            if self._bytes + yuv.nbytes <= self.max_bytes:
-                self._yuv[index] = yuv
-                self._bytes += yuv.nbytes
-        return VideoFrame.from_ndarray(yuv, format="yuv420p")
+        return VideoFrame.from_ndarray(self._yuv.get(index, render), format="yuv420p")
 
 
 class AvatarAudioTrack(MediaStreamTrack):
