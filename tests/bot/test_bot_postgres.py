@@ -1,0 +1,81 @@
+"""The bot on PostgreSQL: a throw-away server on 127.0.0.1, trained and answered through `avatar chat --db`."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    # initdb refuses to run as root: run the server as the 'postgres' system user when we are root.
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    # Not under pytest's tmp folder: that one is private to root, and the server runs as 'postgres'.
+    home = Path(tempfile.mkdtemp(prefix="avatar-pg-"))
+    data = home / "data"
+    data.mkdir()
+    if as_user:
+        shutil.chown(home, "postgres")
+        shutil.chown(data, "postgres")
+    port = _free_port()
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "avatar")
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "server.log"),
+        "-o", f"-h 127.0.0.1 -p {port} -k {data}", "start")
+    try:
+        yield f"postgresql+psycopg2://avatar@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _chat(url: str, text: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "avatar.cli", "chat", "--db", url], input=text, text=True,
+                          capture_output=True, timeout=600, cwd=REPO)
+
+
+def test_bot_trains_into_postgres_and_answers_the_paper(postgres_url):
+    first = _chat(postgres_url, "What is AI?\n")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "Artificial Intelligence is the branch of engineering and science" in first.stdout
+
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.connect() as db:
+        statements = db.execute(sqlalchemy.text("select count(*) from statement")).scalar_one()
+    assert statements > 1000  # the whole English corpus plus ours
+
+    second = _chat(postgres_url, "What was the first computer?\n")  # a restart reuses the trained database
+    assert "The ENIAC is regarded as the first 'real' computer" in second.stdout
+    with engine.connect() as db:
+        assert db.execute(sqlalchemy.text("select count(*) from statement")).scalar_one() == statements
+    engine.dispose()
