@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Sets up everything the service and its tests need: system packages (espeak-ng; with --test also chromium
-# for the browser tests and postgresql for the bot's PostgreSQL test), a virtual environment in .venv with every Python package pinned.
+# for the browser tests and postgresql for the bot's PostgreSQL test) and a virtual environment in .venv
+# with every Python package pinned.
 # Safe to re-run: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_browser=0
-[ "${1:-}" = "--test" ] && want_browser=1
+for_tests=0
+[ "${1:-}" = "--test" ] && for_tests=1
 
 need_apt=()
 ldconfig -p 2>/dev/null | grep -q 'libespeak-ng.so.1' || need_apt+=(espeak-ng libespeak-ng1)
-if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+if [ "$for_tests" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 # The tests also run the bot on a throw-away PostgreSQL server.
-if [ "$want_browser" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need_apt+=(postgresql); fi
+if [ "$for_tests" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need_apt+=(postgresql); fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"
