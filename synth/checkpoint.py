@@ -1,12 +1,13 @@
 """Training checkpoints in a run folder: written atomically (temporary file + os.replace), found by image count."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from synth.dataset import write_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
@@ -39,12 +40,7 @@ def save_checkpoint(state: dict[str, Any], run_dir: Path, nimg: int, keep: int =
     """Write `state` as the checkpoint at `nimg` images, atomically, then drop all but the newest `keep`."""
     path = checkpoint_path(run_dir, nimg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: torch.save(state, f))
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink()
     return path
