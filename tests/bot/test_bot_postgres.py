@@ -62,20 +62,24 @@ def _chat(url: str, text: str) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=600, cwd=REPO)
 
 
+def _count_statements(url: str) -> int:
+    # psycopg2 directly, not a SQLAlchemy engine: ChatterBot's SQLite adapter (used by other tests in this process)
+    # registers a PRAGMA listener on every SQLAlchemy engine, which PostgreSQL rejects.
+    import psycopg2
+
+    with psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://")) as db, db.cursor() as cur:
+        cur.execute("select count(*) from statement")
+        return cur.fetchone()[0]
+
+
 def test_bot_trains_into_postgres_and_answers_the_paper(postgres_url):
     first = _chat(postgres_url, "What is AI?\n")
     assert first.returncode == 0, first.stderr[-2000:]
     assert "Artificial Intelligence is the branch of engineering and science" in first.stdout
 
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(postgres_url)
-    with engine.connect() as db:
-        statements = db.execute(sqlalchemy.text("select count(*) from statement")).scalar_one()
+    statements = _count_statements(postgres_url)
     assert statements > 1000  # the whole English corpus plus ours
 
     second = _chat(postgres_url, "What was the first computer?\n")  # a restart reuses the trained database
     assert "The ENIAC is regarded as the first 'real' computer" in second.stdout
-    with engine.connect() as db:
-        assert db.execute(sqlalchemy.text("select count(*) from statement")).scalar_one() == statements
-    engine.dispose()
+    assert _count_statements(postgres_url) == statements
