@@ -1,12 +1,16 @@
-"""Benchmark: StyleGAN2 training throughput (images/s) and achieved FLOP/s as a fraction of the fp32 matmul peak.
+"""Benchmark: StyleGAN2 training throughput (images/s) and achieved FLOP/s as a fraction of the matmul peak.
 
-    .venv/bin/python bench/synth_train.py [--preset cpu64] [--seconds 60] [--threads 2] [--json OUT]
+    .venv/bin/python bench/synth_train.py [--preset cpu64] [--precision fp32|bf16] [--seconds 60] [--threads 2]
+                                          [--json OUT]
+
+The peak is that of the precision the run computes in: fp32 torch.mm for fp32 runs, bf16 torch.mm (AMX
+where the CPU has it) for bf16 runs, whose convolutions run under bfloat16 autocast.
 
 FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over one ordinary step and one step with lazy
 R1 (weighted r1_interval - 1 : 1), so they include forward, backward and R1's double backward; elementwise ops
 are not counted (as usual for FLOP/s figures). Images are random: throughput does not depend on content.
 
-The machine is shared, so the matmul peak (fp32 torch.mm, 2048^3, same thread count) is probed between
+The machine is shared, so the matmul peak (torch.mm, 2048^3, same dtype and thread count) is probed between
 training steps and the fraction is reported two ways:
 - wall: training FLOP/s over wall time / the median probe's FLOP/s (both see the same contention);
 - cpu:  training FLOP per CPU-second / matmul FLOP per CPU-second (time.process_time), which is what the
@@ -19,6 +23,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads libgomp; see synth/train.py
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -46,7 +51,7 @@ def step_flops(trainer: GanTrainer, reals: torch.Tensor) -> tuple[float, float]:
 
 
 def probe_peak(a: torch.Tensor) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one PROBE_N^3 fp32 matrix multiply."""
+    """(wall seconds, CPU seconds) of one PROBE_N^3 matrix multiply in a's dtype."""
     t0, c0 = time.perf_counter(), time.process_time()
     torch.mm(a, a)
     return time.perf_counter() - t0, time.process_time() - c0
@@ -58,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="default: the preset's")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
 
@@ -65,9 +71,11 @@ def main() -> None:
     tune_cpu_process()
     torch.manual_seed(0)
     preset = get_preset(args.preset)
+    if args.precision:
+        preset = dataclasses.replace(preset, precision=args.precision)
     trainer = GanTrainer(preset, channels_last=args.channels_last)
     reals = torch.rand(preset.batch_size, 3, preset.resolution, preset.resolution) * 2 - 1
-    a = torch.randn(PROBE_N, PROBE_N)
+    a = torch.randn(PROBE_N, PROBE_N, dtype=torch.bfloat16 if trainer.precision == "bf16" else torch.float32)
     probe_peak(a)
     flops_plain, flops_r1 = step_flops(trainer, reals)
     flops_per_step = ((preset.r1_interval - 1) * flops_plain + flops_r1) / preset.r1_interval
@@ -88,7 +96,8 @@ def main() -> None:
     achieved_wall = flops_per_step * steps / wall
     achieved_cpu = flops_per_step * steps / cpu * args.threads
     result = {
-        "preset": preset.name, "threads": args.threads, "channels_last": args.channels_last,
+        "preset": preset.name, "precision": trainer.precision, "threads": args.threads,
+        "channels_last": args.channels_last,
         "batch_size": preset.batch_size, "steps": steps, "train_seconds": round(wall, 1),
         "images_per_s": round(steps * preset.batch_size / wall, 2),
         "kimg_per_hour": round(steps * preset.batch_size / wall * 3.6, 1),

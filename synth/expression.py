@@ -1,4 +1,5 @@
 """A landmark-based expression descriptor, and the two subset choices built on it: varied and monotone.
+(`variety_descriptor` adds the face embedding, for choosing generated faces.)
 
 The descriptor is the 68-point shape with position, in-plane rotation and scale taken out (eye midpoint at the
 origin, eyes on the x axis, unit eye distance), flattened to 136 numbers. What remains is expression (mouth,
@@ -25,6 +26,23 @@ def expression_descriptor(landmarks: np.ndarray) -> np.ndarray:
     y = -p[..., 0] * sin[..., None] + p[..., 1] * cos[..., None]
     shape = np.stack([x, y], -1) / np.maximum(scale, 1e-9)[..., None, :]
     return shape.reshape(*lm.shape[:-2], 136)
+
+
+def variety_descriptor(landmarks: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """Expression descriptor and unit face embedding side by side, [N, 68, 2] + [N, 128] -> [N, 264].
+
+    Each half is scaled so that its root-mean-square distance from its own centroid is 1, so expression
+    (the landmarks) and appearance (what face recognition sees: lighting, gaze, texture) weigh the same in
+    farthest-point sampling.
+    """
+    expression = expression_descriptor(landmarks)
+    unit = np.asarray(embeddings, np.float64)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=-1, keepdims=True), 1e-12)
+    halves = []
+    for block in (expression, unit):
+        spread = np.sqrt(np.mean(np.sum((block - block.mean(0)) ** 2, axis=1))) if len(block) else 0.0
+        halves.append(block / max(spread, 1e-12))
+    return np.concatenate(halves, axis=1)
 
 
 def farthest_point_sampling(points: np.ndarray, k: int) -> np.ndarray:

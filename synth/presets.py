@@ -14,9 +14,11 @@ Channel widths follow StyleGAN2: a block at resolution r has min(channel_base //
   the rate of 32-channel ones), and batch 16 keeps each convolution large enough to run at ~60% of the
   matmul peak while giving ~2,000+ optimiser steps in the hour. R1 gamma follows the StyleGAN2-ADA
   heuristic 0.0002 * r^2 / batch; the EMA half-life ramps up (0.05) as short small-data runs need.
-  Measured (bench/synth_train.py, 2 threads): 26 img/s on a quiet machine, so 100 kimg take about an hour;
-  10-16 img/s while other work shares the cores (use run_training's `minutes` budget for a fixed hour).
-  A 12 kimg trial on subject_A (304 frames) already gave blurry but clearly face-shaped samples.
+  Precision "auto": on CPUs with AMX or AVX512-BF16 (and on GPUs with bfloat16) the forward passes run under
+  bfloat16 autocast, while weights, Adam state, losses and the EMA stay float32; the depthwise FIR filters
+  stay float32, as their bfloat16 backward has no fast CPU kernel. Measured (bench/synth_train.py, 2 threads,
+  Sapphire Rapids): 20-26 img/s in float32, 32 img/s in bfloat16, so 120 kimg take about an hour;
+  fewer while other work shares the cores (use run_training's `minutes` budget for a fixed hour).
 - `paper256`: the paper's setting: official StyleGAN2 config-f at 256 px (channel_base 32768, max 512, 8-layer
   mapping, batch 32, gamma 10, EMA 10 kimg, 500 kimg as the paper trained), for a GPU via `--device cuda`.
 All presets add DiffAugment "color,translation,cutout" (Zhao et al. 2020), which small datasets need.
@@ -25,6 +27,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 class PresetError(ValueError):
@@ -59,11 +64,15 @@ class Preset:
     sample_kimg: float = 10.0                # sample grid from fixed z every this many kimg
     checkpoint_kimg: float = 10.0            # checkpoint every this many kimg
     seed: int = 0
+    precision: str = "fp32"                  # "fp32", "bf16" (forward passes under bfloat16 autocast) or "auto"
 
     def __post_init__(self) -> None:
         res = self.resolution
         if res < 8 or res & (res - 1):
             raise PresetError(f"preset {self.name}: resolution must be a power of two >= 8, got {res}")
+        if self.precision not in PRECISIONS:
+            raise PresetError(f"preset {self.name}: precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
         if self.batch_size < 1 or self.r1_interval < 1:
             raise PresetError(f"preset {self.name}: batch_size and r1_interval must be positive")
 
@@ -91,12 +100,34 @@ PRESETS: dict[str, Preset] = {
     "cpu64": Preset(
         name="cpu64", resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
         batch_size=16, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05, r1_interval=16, ema_kimg=5.0, ema_rampup=0.05,
-        total_kimg=100.0, log_kimg=0.5, sample_kimg=5.0, checkpoint_kimg=2.0),
+        total_kimg=120.0, log_kimg=0.5, sample_kimg=5.0, checkpoint_kimg=2.0, precision="auto"),
     "paper256": Preset(
         name="paper256", resolution=256, z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768,
         channel_max=512, batch_size=32, g_lr=0.002, d_lr=0.002, r1_gamma=10.0, r1_interval=16, ema_kimg=10.0,
         ema_rampup=None, total_kimg=500.0, log_kimg=4.0, sample_kimg=20.0, checkpoint_kimg=20.0),
 }
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` multiplies bfloat16 matrices in hardware: a GPU that supports it, or a CPU with AMX or
+    AVX512-BF16 (elsewhere oneDNN emulates bfloat16, slower than float32)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The precision a run uses: "auto" becomes "bf16" where the device has native bfloat16, else "fp32"."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 def get_preset(name: str) -> Preset:

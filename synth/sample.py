@@ -1,5 +1,6 @@
 """`synth sample`: generate several times more faces than asked, drop non-faces and other people, keep the most
-varied N (farthest-point sampling on the landmark expression descriptor), write PNGs plus metadata.json.
+varied N (farthest-point sampling on the landmark expression descriptor joined with the face embedding, equally
+weighted), write PNGs plus metadata.json.
 
 Candidates are judged with the metrics' own face_recognition pipeline (small images enlarged to 256 px) against
 the subject's reference embedding, the median embedding of the real dataset.
@@ -17,7 +18,7 @@ import PIL.Image
 from tqdm import tqdm
 
 from synth.dataset import write_json_atomic
-from synth.expression import expression_descriptor, farthest_point_sampling
+from synth.expression import farthest_point_sampling, variety_descriptor
 from synth.faces import TOLERANCE, embedding_distance, find_face_in_small
 
 METADATA_FILE = "metadata.json"
@@ -52,13 +53,14 @@ class Selection:
     images: list[np.ndarray] = field(default_factory=list)    # uint8 [H, W, 3]
     indices: list[int] = field(default_factory=list)          # candidate index
     landmarks: list[np.ndarray] = field(default_factory=list)  # float32 [68, 2]
+    embeddings: list[np.ndarray] = field(default_factory=list)  # float64 [128]
     distances: list[float] = field(default_factory=list)       # to the subject's reference embedding
     counts: dict[str, int] = field(default_factory=dict)       # candidates, no_face, not_matching, matching, kept
 
 
 def select_varied(candidates: Iterable[np.ndarray], reference: np.ndarray, n: int, tolerance: float = TOLERANCE,
                   total: int | None = None, progress: bool = True) -> Selection:
-    """Keep up to n candidate images [H, W, 3] that show the subject, chosen for expression variety."""
+    """Keep up to n candidate images [H, W, 3] that show the subject, chosen for variety of expression and look."""
     passed = Selection()
     counts = dict(candidates=0, no_face=0, not_matching=0, matching=0, kept=0)
     for index, image in enumerate(tqdm(candidates, total=total, desc="candidates", unit="img", disable=not progress)):
@@ -75,11 +77,14 @@ def select_varied(candidates: Iterable[np.ndarray], reference: np.ndarray, n: in
         passed.images.append(image)
         passed.indices.append(index)
         passed.landmarks.append(face.landmarks)
+        passed.embeddings.append(face.embedding)
         passed.distances.append(distance)
-    order = farthest_point_sampling(expression_descriptor(np.stack(passed.landmarks)), n) if passed.images else []
+    order = (farthest_point_sampling(variety_descriptor(np.stack(passed.landmarks), np.stack(passed.embeddings)), n)
+             if passed.images else [])
     counts["kept"] = len(order)
-    return Selection([passed.images[i] for i in order], [passed.indices[i] for i in order],
-                     [passed.landmarks[i] for i in order], [passed.distances[i] for i in order], counts)
+    pick = lambda items: [items[i] for i in order]  # noqa: E731
+    return Selection(pick(passed.images), pick(passed.indices), pick(passed.landmarks), pick(passed.embeddings),
+                     pick(passed.distances), counts)
 
 
 def write_faces(selection: Selection, out: Path, info: dict) -> None:

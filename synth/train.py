@@ -37,7 +37,7 @@ from synth.dataset import load_images
 from synth.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module,
                                close_world, init_world)
 from synth.networks import Discriminator, Generator, build_networks
-from synth.presets import Preset, get_preset
+from synth.presets import Preset, get_preset, resolve_precision
 from synth.run_folder import GRID_COLS, RunFolder
 
 GRID_ROWS = 4
@@ -194,6 +194,13 @@ class GanTrainer:
         self.opt_D = lazy_adam(self.D.parameters(), preset.d_lr, preset.betas, preset.r1_interval)
         self.cur_nimg = 0          # real images shown to D so far, over all processes
         self.step_index = 0
+        self.device_type = torch.device(self.device).type
+        self.precision = resolve_precision(preset.precision, self.device)
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast for the forward passes when the preset asks for it (parameters, optimiser state,
+        losses and the EMA stay float32); a no-op context for fp32 presets."""
+        return torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.preset.augment) if self.preset.augment else x
@@ -215,9 +222,12 @@ class GanTrainer:
         do_r1 = p.r1_gamma > 0 and self.step_index % p.r1_interval == 0
 
         # G: non-saturating logistic loss, softplus(-D(G(z))).
-        fakes = self.G.synthesis(self._ws(b), noise_mode="random").contiguous(memory_format=self.memory_format)
-        self.D.requires_grad_(False)
-        loss_G = F.softplus(-self.D(self._augment(fakes))).mean()
+        ws = self._ws(b)                                    # the small mapping MLP stays in float32
+        with self._autocast():
+            fakes = self.G.synthesis(ws, noise_mode="random").contiguous(memory_format=self.memory_format)
+            self.D.requires_grad_(False)
+            gen_logits = self.D(self._augment(fakes)).float()                    # [B, 1]
+        loss_G = F.softplus(-gen_logits).mean()
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         average_gradients(list(self.G.parameters()), self.world)
@@ -226,7 +236,8 @@ class GanTrainer:
 
         # D: softplus(D(fake)) + softplus(-D(real)) on one batch [fakes; reals], plus R1 every r1_interval steps.
         reals = reals.detach().contiguous(memory_format=self.memory_format).requires_grad_(do_r1)
-        logits = self.D(self._augment(torch.cat([fakes.detach(), reals])))             # [2B, 1]
+        with self._autocast():
+            logits = self.D(self._augment(torch.cat([fakes.detach(), reals]))).float()  # [2B, 1]
         fake_logits, real_logits = logits[:b], logits[b:]
         # Lazy R1: on every r1_interval-th step only, weighted by the interval to keep its average strength.
         total_D, loss_D, r1 = discriminator_loss(fake_logits, real_logits, reals, p.r1_gamma,
@@ -399,6 +410,7 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
     if world.is_main and state is None:
         options = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
                    "device": world.device, "world_size": world.size, "channels_last": channels_last,
+                   "precision": trainer.precision,
                    "images": len(images)}
         folder.start(options, to_float_batch(images, np.arange(min(len(images), 32)), np.zeros(0, bool), "cpu"))
     elif world.is_main:

@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.distance import pdist
 
 from synth.dataset import load_images, load_metadata
-from synth.expression import expression_descriptor, farthest_point_sampling, monotone_subset
+from synth.expression import expression_descriptor, farthest_point_sampling, monotone_subset, variety_descriptor
 from synth.metrics.recognition import reference_embedding
 from synth.sample import METADATA_FILE, SampleError, SampleOptions, image_grid, select_varied, write_faces
 from synth_footage import STILLS, need
@@ -37,6 +37,19 @@ def test_farthest_point_sampling_spreads_out():
     assert farthest_point_sampling(points, 3).tolist() == [4, 0, 3]
     assert sorted(farthest_point_sampling(points, 9).tolist()) == [0, 1, 2, 3, 4]
     assert len(farthest_point_sampling(points, 0)) == 0
+
+
+def test_variety_descriptor_weighs_expression_and_embedding_alike(subject_dataset, rng):
+    lm = np.array(load_metadata(subject_dataset)[0]["landmarks"])
+    landmarks = lm + rng.normal(0, 2.0, (30, 68, 2))              # 30 shapes around one face
+    embeddings = rng.normal(0, 1.0, (30, 128)) * 7.0              # any scale: each is made unit length
+    d = variety_descriptor(landmarks, embeddings)
+    assert d.shape == (30, 264)
+    for half in (d[:, :136], d[:, 136:]):
+        rms = np.sqrt(np.mean(np.sum((half - half.mean(0)) ** 2, axis=1)))
+        assert rms == pytest.approx(1.0)
+    scaled = variety_descriptor(landmarks, embeddings * 3)        # the embedding's length does not matter
+    np.testing.assert_allclose(scaled, d, atol=1e-9)
 
 
 def test_monotone_subset_is_the_tight_cluster(rng):

@@ -146,6 +146,31 @@ def test_smoke_run_writes_run_folder(dataset, tmp_path):
         run_training(dataset, "cpu64", run, resume=True)
 
 
+def test_bfloat16_steps_train_in_float32_with_bfloat16_convolutions(dataset):
+    preset = replace(get_preset("smoke"), precision="bf16")
+    torch.manual_seed(0)
+    trainer = GanTrainer(preset)
+    assert trainer.precision == "bf16"
+    conv_dtypes = set()
+    hook = lambda module, args, out: conv_dtypes.add(out.dtype)  # noqa: E731
+    handles = [m.register_forward_hook(hook) for m in trainer.D.modules() if type(m).__name__ == "Conv2d"]
+    before = [p.detach().clone() for p in trainer.G.parameters()]
+    reals = torch.rand(8, 3, 32, 32) * 2 - 1
+    for _ in range(3):
+        stats = trainer.step(reals)
+        assert np.isfinite([stats.loss_G, stats.loss_D]).all()
+    for h in handles:
+        h.remove()
+    assert conv_dtypes == {torch.bfloat16}                            # D's convolutions ran in bfloat16
+    params = list(trainer.G.parameters()) + list(trainer.D.parameters()) + list(trainer.G_ema.parameters())
+    assert all(p.dtype == torch.float32 for p in params)             # weights, Adam and the EMA stay float32
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G.parameters()))
+    # "auto" picks bfloat16 only where the CPU multiplies it natively.
+    assert GanTrainer(replace(preset, precision="auto")).precision in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        replace(preset, precision="fp16")
+
+
 def test_wall_clock_budget_stops_with_a_checkpoint(dataset, tmp_path):
     run = run_training(dataset, "smoke", tmp_path / "run", minutes=0)
     state = load_checkpoint(latest_checkpoint(run))
