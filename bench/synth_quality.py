@@ -1,6 +1,7 @@
 """Benchmark: face quality of a wall-clock-limited cpu64 run on subject_A, as the paper's Table 2.
 
-    .venv/bin/python bench/synth_quality.py [--minutes 60] [--n 1000] [--oversample 4] [--out var/bench/synth_quality]
+    .venv/bin/python bench/synth_quality.py [--minutes 60] [--n 1000] [--oversample 4] [--psi 0.7]
+                                            [--out var/bench/synth_quality] [--reuse-run]
 
 Steps: prepare subject_A at 64 px (every frame by default; cached under var/bench/), train the `cpu64` preset
 for --minutes of wall-clock time (run_training's own budget: it stops with a checkpoint and a grid; the
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kimg", type=float, default=None, help="training length cap (default: the preset's)")
     parser.add_argument("--preset", default="cpu64")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--reuse-run", action="store_true",
+                        help="keep --out's trained run and only sample and measure again (e.g. another --psi)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "synth_quality")
     args = parser.parse_args(argv)
     if not SUBJECT.exists():
@@ -85,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     dataset = REPO / "var" / "bench" / f"subject_A-64-every{args.every}"
-    run, faces, generated_dir = args.out / "run", args.out / "faces", args.out / "generated"
-    for stale in (run, faces, generated_dir):
+    tag = f"-psi{args.psi:g}" if args.reuse_run else ""        # a re-measurement keeps the first one's files
+    run, faces, generated_dir = args.out / "run", args.out / f"faces{tag}", args.out / f"generated{tag}"
+    for stale in (faces, generated_dir) if args.reuse_run else (run, faces, generated_dir):
         shutil.rmtree(stale, ignore_errors=True)
-    (args.out / "grid.png").unlink(missing_ok=True)
+    (args.out / f"grid{tag}.png").unlink(missing_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
@@ -96,22 +100,24 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     from synth.train import run_training
 
-    run_training(dataset, args.preset, run, device=args.device, kimg=args.kimg, minutes=args.minutes)
+    if not args.reuse_run:
+        run_training(dataset, args.preset, run, device=args.device, kimg=args.kimg, minutes=args.minutes)
     kimg = kimg_reached(run)
     t2 = time.perf_counter()
     selection = sample_run(run, faces, SampleOptions(n=args.n, oversample=args.oversample, psi=args.psi),
                            real=dataset, device=args.device)
     t3 = time.perf_counter()
     if selection.images:
-        PIL.Image.fromarray(image_grid(selection.images[:64])).save(args.out / "grid.png")
+        PIL.Image.fromarray(image_grid(selection.images[:64])).save(args.out / f"grid{tag}.png")
     generated = save_generated(run, generated_dir, args.n, args.psi, args.device)
-    PIL.Image.fromarray(image_grid(generated[:64])).save(args.out / "grid_generated.png")
+    PIL.Image.fromarray(image_grid(generated[:64])).save(args.out / f"grid_generated{tag}.png")
     table_generated = evaluate_paths(generated_dir, dataset, MetricsOptions(device=args.device))
     table = evaluate_paths(faces, dataset, MetricsOptions(device=args.device))
     monotone, varied = calibrate(scan_set(load_image_set(dataset)))
     t4 = time.perf_counter()
 
-    print(f"\ncpu64 on subject_A: {kimg:.2f} kimg in {(t2 - t1) / 60:.1f} min of training "
+    trained = "trained earlier" if args.reuse_run else f"in {(t2 - t1) / 60:.1f} min of training"
+    print(f"\n{args.preset} on subject_A: {kimg:.2f} kimg {trained}, psi {args.psi:g} "
           f"(prepare {(t1 - t0) / 60:.1f} min, sample {(t3 - t2) / 60:.1f} min, metrics {(t4 - t3) / 60:.1f} min)")
     print(f"sample: {selection.counts}\n")
     print("Ours: 64 px, one 60 s video, CPU. Paper: 256 px, 132K frames, 500 kimg, V100.\n")
@@ -123,14 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table1_markdown(monotone, varied))
     targets = check_targets(table_generated, table, monotone.mean)
     print("\n" + "\n".join(targets))
-    write_json_atomic(args.out / "results.json", {
-        "minutes": args.minutes, "kimg": kimg, "preset": args.preset, "sample_counts": selection.counts,
+    write_json_atomic(args.out / f"results{tag}.json", {
+        "minutes": args.minutes, "kimg": kimg, "psi": args.psi, "oversample": args.oversample,
+        "preset": args.preset, "sample_counts": selection.counts,
         "table2_generated": table_generated.to_json(), "table2_selected": table.to_json(),
         "paper_table2": PAPER.to_json(),
         "table1": {"monotone": vars(monotone), "varied": vars(varied)}, "targets": targets,
         "seconds": {"prepare": t1 - t0, "train": t2 - t1, "sample": t3 - t2, "metrics": t4 - t3}})
-    pictures = "grid.png (selected) and grid_generated.png" if selection.images else "grid_generated.png"
-    print(f"\nwrote results.json, {pictures} in {args.out}")
+    pictures = f"grid{tag}.png (selected) and " * bool(selection.images) + f"grid_generated{tag}.png"
+    print(f"\nwrote results{tag}.json, {pictures} in {args.out}")
     return 0
 
 
