@@ -10,6 +10,7 @@ import textwrap
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import av
 import cv2
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar.pipeline import Performer
-from avatar.render import I420Frames, to_i420
+from avatar.render import to_i420
 from avatar.types import FPS, SAMPLE_RATE, Responder
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -64,11 +65,13 @@ class _Mp4Writer:
         self.video.options = {"preset": options.preset, "crf": str(options.crf)}
         self.audio = self.container.add_stream("aac", rate=SAMPLE_RATE)
         self.audio.layout = "mono"
+        self.audio.options = {"aac_coder": "fast"}   # FFmpeg's default two-loop search costs twice the time
         self.n_frames = 0
 
-    def write(self, frame_i420: np.ndarray, samples: np.ndarray) -> None:
-        """One video frame (planar YUV 4:2:0, uint8 [H * 3 / 2, W]) and its SAMPLES_PER_FRAME audio samples."""
-        vf = av.VideoFrame.from_ndarray(frame_i420, format="yuv420p")
+    def write(self, frame: np.ndarray | av.VideoFrame, samples: np.ndarray) -> None:
+        """One video frame (planar YUV 4:2:0: uint8 [H * 3 / 2, W] or a yuv420p VideoFrame, which x264 copies
+        while encoding, so one VideoFrame may be written many times) and its SAMPLES_PER_FRAME audio samples."""
+        vf = frame if isinstance(frame, av.VideoFrame) else av.VideoFrame.from_ndarray(frame, format="yuv420p")
         vf.pts = self.n_frames
         self.container.mux(self.video.encode(vf))
         af = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
@@ -81,6 +84,27 @@ class _Mp4Writer:
         self.container.mux(self.video.encode(None))
         self.container.mux(self.audio.encode(None))
         self.container.close()
+
+
+class VideoFrames:
+    """Rendered frames as yuv420p VideoFrames, made once per driving frame (up to max_bytes of them)."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._bytes = 0
+        self._frames: dict[int, av.VideoFrame] = {}
+
+    def get(self, index: int, render: Callable[[int], np.ndarray]) -> av.VideoFrame | np.ndarray:
+        index = int(index)
+        frame = self._frames.get(index)
+        if frame is not None:
+            return frame
+        yuv = to_i420(render(index))
+        if self._bytes + yuv.nbytes > self.max_bytes:
+            return yuv
+        self._bytes += yuv.nbytes
+        frame = self._frames[index] = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        return frame
 
 
 def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
@@ -128,16 +152,16 @@ def export_dialogue(lines: list[str], responder: Responder, performer: Performer
     cues: list[Cue] = []
     caption = ""
 
-    converted = I420Frames()  # uncaptioned frames repeat a lot
+    converted = VideoFrames()  # uncaptioned frames repeat a lot
 
     def emit(indices: np.ndarray, audio: np.ndarray | None) -> None:
         for k, index in enumerate(indices):
             if options.captions and caption:
-                yuv = to_i420(draw_caption(performer.render(index), caption))
+                frame = to_i420(draw_caption(performer.render(index), caption))
             else:
-                yuv = converted.get(index, performer.render)
+                frame = converted.get(index, performer.render)
             chunk = silence if audio is None else audio[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME]
-            writer.write(yuv, chunk)
+            writer.write(frame, chunk)
 
     try:
         for line in tqdm(lines, desc="export", unit="line"):

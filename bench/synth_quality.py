@@ -1,6 +1,6 @@
 """Benchmark: face quality of a wall-clock-limited cpu64 run on subject_A, as the paper's Table 2.
 
-    .venv/bin/python bench/synth_quality.py [--minutes 60] [--n 1000] [--oversample 4] [--psi 0.7]
+    .venv/bin/python bench/synth_quality.py [--minutes 60] [--n 1000] [--oversample 4] [--psi 1.0]
                                             [--out var/bench/synth_quality] [--reuse-run]
 
 Steps: prepare subject_A at 64 px (every frame by default; cached under var/bench/), train the `cpu64` preset
@@ -12,7 +12,7 @@ then compute Table 2 against the real dataset twice:
 - "selected": the --n faces `synth sample` kept; its OpenFace-style mean should exceed the monotone real set's.
 Also Table 1 (monotone vs varied real subsets). Prints all beside the paper's figures and writes results.json,
 grid.png (the first 64 selected faces), grid_generated.png and the images under --out.
-On 2 shared CPU cores sampling and the metrics add roughly another 45-60 minutes after training.
+On 2 CPU cores sampling (4,000 candidates) and the metrics add about 25 minutes after training.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget (default 60)")
     parser.add_argument("--n", type=int, default=1000, help="faces to select (default 1000)")
     parser.add_argument("--oversample", type=float, default=4.0)
-    parser.add_argument("--psi", type=float, default=0.7)
+    parser.add_argument("--psi", type=float, default=1.0)
     parser.add_argument("--every", type=int, default=1, help="prepare every K-th frame (default 1)")
     parser.add_argument("--kimg", type=float, default=None, help="training length cap (default: the preset's)")
     parser.add_argument("--preset", default="cpu64")

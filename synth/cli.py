@@ -103,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--out", type=Path, required=True, metavar="FACES")
-    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
+    p.add_argument("--psi", type=float, default=1.0, help="truncation psi (default 1.0: no truncation)")
     p.add_argument("--oversample", type=float, default=4.0, help="candidates per face kept (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--real", type=Path, default=None, metavar="DATASET",

@@ -32,7 +32,7 @@ class SampleError(ValueError):
 class SampleOptions:
     n: int = 1000                  # faces to keep
     oversample: float = 4.0        # candidates generated per face kept
-    psi: float = 0.7               # truncation psi
+    psi: float = 1.0               # truncation psi (1: none; the identity filter keeps the subject)
     seed: int = 0                  # candidate i uses z from seed + i
     batch: int = 32
     tolerance: float = TOLERANCE   # embedding distance up to which a face is the subject

@@ -2,12 +2,14 @@
 from pathlib import Path
 
 import av
+import cv2
 import face_recognition
 import numpy as np
 import pytest
 
 from avatar.dialogue import read_dialogue
-from avatar.export import ExportOptions, draw_caption, export_dialogue
+from avatar.export import SAMPLES_PER_FRAME, ExportOptions, VideoFrames, _Mp4Writer, draw_caption, export_dialogue
+from avatar.render import to_i420
 from avatar.types import FPS, SAMPLE_RATE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,3 +125,23 @@ def test_captions_option_and_failed_export_leaves_nothing(tmp_path, engine, resp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.mp4", "one.vtt"]
     with pytest.raises(ValueError, match="mp4"):
         export_dialogue(["hello"], responder, engine.performer(), tmp_path / "x.avi")
+
+
+def test_reused_video_frames_are_encoded_as_they_were_each_time(tmp_path):
+    """The export writes one VideoFrame per driving frame many times over; each copy must show that frame."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    sources = [np.dstack([(xx * 4 + 60 * k) % 256, (yy * 4) % 256, np.full_like(xx, 40 * k)]).astype(np.uint8)
+               for k in range(4)]
+    expected = [cv2.cvtColor(to_i420(s), cv2.COLOR_YUV2RGB_I420).astype(int) for s in sources]
+    frames = VideoFrames()
+    order = np.random.default_rng(0).integers(0, 4, 60)
+    writer = _Mp4Writer(tmp_path / "reuse.mp4", (64, 64), ExportOptions())
+    for index in order:
+        writer.write(frames.get(index, sources.__getitem__), np.zeros(SAMPLES_PER_FRAME, np.int16))
+    writer.close()
+    assert isinstance(frames.get(0, sources.__getitem__), av.VideoFrame)
+    _, decoded, _ = _decode(tmp_path / "reuse.mp4")
+    assert len(decoded) == len(order)
+    for frame, index in zip(decoded, order):
+        errors = [np.abs(frame.astype(int) - e).mean() for e in expected]
+        assert int(np.argmin(errors)) == index and min(errors) < 6, (index, errors)
