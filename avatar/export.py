@@ -10,7 +10,6 @@ import textwrap
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import av
 import cv2
@@ -18,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar.pipeline import Performer
-from avatar.render import to_i420
+from avatar.render import I420Frames, to_i420
 from avatar.types import FPS, SAMPLE_RATE, Responder
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -86,27 +85,6 @@ class _Mp4Writer:
         self.container.close()
 
 
-class VideoFrames:
-    """Rendered frames as yuv420p VideoFrames, made once per driving frame (up to max_bytes of them)."""
-
-    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
-        self.max_bytes = max_bytes
-        self._bytes = 0
-        self._frames: dict[int, av.VideoFrame] = {}
-
-    def get(self, index: int, render: Callable[[int], np.ndarray]) -> av.VideoFrame | np.ndarray:
-        index = int(index)
-        frame = self._frames.get(index)
-        if frame is not None:
-            return frame
-        yuv = to_i420(render(index))
-        if self._bytes + yuv.nbytes > self.max_bytes:
-            return yuv
-        self._bytes += yuv.nbytes
-        frame = self._frames[index] = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        return frame
-
-
 def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
     """Burn `text` into the bottom of the frame, wrapped, white on a dark band."""
     out = frame.copy()
@@ -152,7 +130,8 @@ def export_dialogue(lines: list[str], responder: Responder, performer: Performer
     cues: list[Cue] = []
     caption = ""
 
-    converted = VideoFrames()  # uncaptioned frames repeat a lot
+    # Uncaptioned frames repeat a lot: one VideoFrame per driving frame, written as often as it is shown.
+    converted = I420Frames(wrap=lambda yuv: av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
 
     def emit(indices: np.ndarray, audio: np.ndarray | None) -> None:
         for k, index in enumerate(indices):

@@ -5,7 +5,7 @@ once at construction, so a frame costs two small warps, the face model and a ble
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -95,21 +95,25 @@ class I420Frames:
     """Rendered frames converted to YUV 4:2:0 once per driving frame, for every encoder that needs them.
 
     A rendered frame depends only on its driving frame, so neither the render nor the colour conversion
-    need be repeated per output frame or per viewer. Thread-safe enough for workers: a race converts twice.
+    need be repeated per output frame or per viewer. `wrap`, if given, turns each read-only YUV array into
+    what is cached and returned (the exporter keeps PyAV VideoFrames). Thread-safe enough for workers: a race
+    converts twice.
     """
 
-    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, max_bytes: int = 256 * 2**20, wrap: Callable[[np.ndarray], Any] | None = None) -> None:
         self.max_bytes = max_bytes        # beyond this, further frames are converted every time
         self._bytes = 0
-        self._yuv: dict[int, np.ndarray] = {}
+        self._wrap = wrap
+        self._frames: dict[int, Any] = {}
 
-    def get(self, index: int, render: Callable[[int], np.ndarray]) -> np.ndarray:
+    def get(self, index: int, render: Callable[[int], np.ndarray]) -> Any:
         index = int(index)
-        yuv = self._yuv.get(index)
-        if yuv is None:
+        frame = self._frames.get(index)
+        if frame is None:
             yuv = to_i420(render(index))
             yuv.flags.writeable = False
+            frame = self._wrap(yuv) if self._wrap else yuv
             if self._bytes + yuv.nbytes <= self.max_bytes:
-                self._yuv[index] = yuv
+                self._frames[index] = frame
                 self._bytes += yuv.nbytes
-        return yuv
+        return frame

@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         "paper_table2": PAPER.to_json(),
         "table1": {"monotone": vars(monotone), "varied": vars(varied)}, "targets": targets,
         "seconds": {"prepare": t1 - t0, "train": t2 - t1, "sample": t3 - t2, "metrics": t4 - t3}})
-    pictures = f"grid{tag}.png (selected) and " * bool(selection.images) + f"grid_generated{tag}.png"
+    pictures = f"grid_generated{tag}.png"
+    if selection.images:
+        pictures = f"grid{tag}.png (selected) and {pictures}"
     print(f"\nwrote results{tag}.json, {pictures} in {args.out}")
     return 0
 

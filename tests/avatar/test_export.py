@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from avatar.dialogue import read_dialogue
-from avatar.export import SAMPLES_PER_FRAME, ExportOptions, VideoFrames, _Mp4Writer, draw_caption, export_dialogue
-from avatar.render import to_i420
+from avatar.export import SAMPLES_PER_FRAME, ExportOptions, _Mp4Writer, draw_caption, export_dialogue
+from avatar.render import I420Frames, to_i420
 from avatar.types import FPS, SAMPLE_RATE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +133,7 @@ def test_reused_video_frames_are_encoded_as_they_were_each_time(tmp_path):
     sources = [np.dstack([(xx * 4 + 60 * k) % 256, (yy * 4) % 256, np.full_like(xx, 40 * k)]).astype(np.uint8)
                for k in range(4)]
     expected = [cv2.cvtColor(to_i420(s), cv2.COLOR_YUV2RGB_I420).astype(int) for s in sources]
-    frames = VideoFrames()
+    frames = I420Frames(wrap=lambda yuv: av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
     order = np.random.default_rng(0).integers(0, 4, 60)
     writer = _Mp4Writer(tmp_path / "reuse.mp4", (64, 64), ExportOptions())
     for index in order:
