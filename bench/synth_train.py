@@ -15,6 +15,12 @@ training steps and the fraction is reported two ways:
 - wall: training FLOP/s over wall time / the median probe's FLOP/s (both see the same contention);
 - cpu:  training FLOP per CPU-second / matmul FLOP per CPU-second (time.process_time), which is what the
   code achieves on the cycles it actually got; closest to an unloaded machine, less OpenMP spin-waiting.
+
+Then r1_interval more steps run under torch.profiler, to split the step's time between the convolution and
+matrix-multiply kernels (where all counted FLOPs happen) and everything else (elementwise ops, dtype casts,
+optimiser, augmentation). "kernel_fraction_of_peak" is the FLOP rate of those kernels alone against the same
+median peak: the fraction the step would reach if everything else took no time, i.e. a ceiling for this
+architecture at these tensor shapes.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import statistics
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from synth.presets import get_preset
@@ -55,6 +62,23 @@ def probe_peak(a: torch.Tensor) -> tuple[float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     torch.mm(a, a)
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+def is_flop_kernel(op_name: str) -> bool:
+    """Whether a profiled op is one of the convolution / matrix-multiply kernels the FLOP counter counts."""
+    return op_name.startswith("aten::") and ("conv" in op_name or op_name in ("aten::mm", "aten::addmm", "aten::bmm"))
+
+
+def kernel_time_split(trainer: GanTrainer, reals: torch.Tensor, steps: int) -> tuple[float, float]:
+    """(seconds in convolution and matmul kernels, seconds in all ops) over `steps` profiled training steps.
+    Both are the profiler's self times on the calling thread (each op's wall time, its worker threads included)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            trainer.step(reals)
+    events = prof.key_averages()
+    kernels = sum(e.self_cpu_time_total for e in events if is_flop_kernel(e.key))
+    total = sum(e.self_cpu_time_total for e in events)
+    return kernels / 1e6, total / 1e6
 
 
 def main() -> None:
@@ -91,6 +115,9 @@ def main() -> None:
         steps += 1
         probes.append(probe_peak(a))
 
+    kernel_s, ops_s = kernel_time_split(trainer, reals, preset.r1_interval)
+    kernel_flops_s = flops_per_step * preset.r1_interval / kernel_s
+
     peak_wall = [probe_flops / w for w, _ in probes]
     peak_cpu = probe_flops * len(probes) / sum(c for _, c in probes) * args.threads
     achieved_wall = flops_per_step * steps / wall
@@ -109,6 +136,9 @@ def main() -> None:
         "achieved_gflop_per_cpu_s_x_threads": round(achieved_cpu / 1e9, 1),
         "matmul_gflop_per_cpu_s_x_threads": round(peak_cpu / 1e9, 1),
         "fraction_of_peak_cpu": round(achieved_cpu / peak_cpu, 3),
+        "kernel_share_of_step": round(kernel_s / ops_s, 3),
+        "kernel_gflop_s": round(kernel_flops_s / 1e9, 1),
+        "kernel_fraction_of_peak": round(kernel_flops_s / statistics.median(peak_wall), 3),
     }
     print(json.dumps(result, indent=1))
     if args.json:
