@@ -154,6 +154,9 @@ def subject_reference(real: Path, progress: bool = True) -> np.ndarray:
 def sample_run(run_dir: Path, out: Path, options: SampleOptions = SampleOptions(), real: Path | None = None,
                device: str = "cpu", progress: bool = True) -> Selection:
     """Sample a trained run: generate `options.candidates` faces, select `options.n`, write them to `out`."""
+    from synth.distributed import check_device
+
+    check_device(device)
     real = real or run_dataset(run_dir)
     if real is None:
         raise SampleError(f"{run_dir} does not name its dataset; pass --real DATASET")

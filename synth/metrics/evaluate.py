@@ -6,6 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+from synth.distributed import check_device
 from synth.faces import TOLERANCE
 from synth.metrics.fid import RESIZE_METHOD, feature_stats, frechet_distance, inception_features, set_stats
 from synth.metrics.images import ImageSet, MetricsError, load_image_set
@@ -28,6 +29,7 @@ class MetricsOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         unknown = set(self.metrics) - set(ALL_METRICS)
         if unknown:
             raise MetricsError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")

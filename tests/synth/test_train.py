@@ -188,6 +188,26 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         run_training(small, "giant", tmp_path / "run2")
 
 
+def test_devices_this_machine_cannot_use_are_refused_before_any_work(dataset, tmp_path, capsys):
+    from synth.cli import main
+    from synth.distributed import DeviceError, check_device
+
+    assert check_device("cpu") == "cpu"
+    for bad, why in (("bogus", "unknown device"), ("meta", "not supported")):
+        with pytest.raises(DeviceError, match=why):
+            check_device(bad)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --device cuda is valid here")
+    with pytest.raises(DeviceError, match="--device cpu"):
+        check_device("cuda")
+    for argv in (["train", str(dataset), "--preset", "smoke", "--out", str(tmp_path / "run"), "--device", "cuda"],
+                 ["sample", str(tmp_path / "run"), "--out", str(tmp_path / "faces"), "--device", "cuda:0"],
+                 ["metrics", str(tmp_path / "faces"), "--device", "cuda"]):
+        assert main(argv) == 2, argv
+        assert "no CUDA" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "faces").exists()
+
+
 def _final_state(run: Path) -> dict:
     return load_checkpoint(latest_checkpoint(run))
 
