@@ -40,6 +40,9 @@ class SampleOptions:
     def __post_init__(self) -> None:
         if self.n < 1 or self.oversample < 1:
             raise SampleError(f"need n >= 1 and oversample >= 1, got n={self.n}, oversample={self.oversample}")
+        if not 0 <= self.psi <= 2:
+            raise SampleError(f"truncation psi must be between 0 (the average face) and 1 (no truncation), or up "
+                              f"to 2 to extrapolate; got {self.psi}")
 
     @property
     def candidates(self) -> int:

@@ -362,6 +362,9 @@ def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", res
     much wall-clock time has passed, for fixed-budget runs.
     """
     dataset, out = Path(dataset), Path(out)
+    for name, value in (("kimg", kimg), ("minutes", minutes)):
+        if value is not None and not value > 0:          # also refuses NaN
+            raise TrainingError(f"--{name} must be a positive number, got {value}")
     created_group = not torch.distributed.is_initialized()
     world = init_world(device)
     if world.device == "cpu":

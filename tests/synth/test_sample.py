@@ -111,5 +111,9 @@ def test_sample_options_and_grid():
     assert SampleOptions(n=10, oversample=4).candidates == 40
     with pytest.raises(SampleError):
         SampleOptions(n=0)
+    for psi in (-0.5, 3.0, float("nan")):
+        with pytest.raises(SampleError, match="truncation psi"):
+            SampleOptions(psi=psi)
+    assert SampleOptions(psi=0.0).psi == 0.0 and SampleOptions(psi=1.5).psi == 1.5
     grid = image_grid([np.full((4, 4, 3), i, np.uint8) for i in range(10)], cols=4)
     assert grid.shape == (12, 16, 3) and grid[4, 0, 0] == 4 and grid[8:, 8:].max() == 0

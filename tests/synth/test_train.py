@@ -186,6 +186,12 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         load_generator(tmp_path / "nothing")
     with pytest.raises(ValueError, match="unknown preset"):
         run_training(small, "giant", tmp_path / "run2")
+    for bad in (-1.0, 0.0, float("nan")):
+        with pytest.raises(TrainingError, match="--kimg must be a positive number"):
+            run_training(small, "smoke", tmp_path / "run3", kimg=bad)
+        with pytest.raises(TrainingError, match="--minutes must be a positive number"):
+            run_training(small, "smoke", tmp_path / "run3", minutes=bad)
+    assert not (tmp_path / "run3").exists()
 
 
 def test_devices_this_machine_cannot_use_are_refused_before_any_work(dataset, tmp_path, capsys):
