@@ -20,10 +20,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from synth.checkpoint import list_checkpoints
     from synth.train import run_training
 
-    run = run_training(args.dataset, args.preset, args.out, device=args.device, resume=args.resume, kimg=args.kimg,
-                       minutes=args.minutes)
+    try:
+        run = run_training(args.dataset, args.preset, args.out, device=args.device, resume=args.resume,
+                           kimg=args.kimg, minutes=args.minutes)
+    except KeyboardInterrupt:
+        saved = list_checkpoints(Path(args.out))
+        where = f"the last checkpoint is {saved[-1]}" if saved else "no checkpoint was written yet"
+        print(f"\ninterrupted; {where}. Continue with the same command plus --resume.", file=sys.stderr)
+        return 130
     print(f"run folder: {run}")
     return 0
 

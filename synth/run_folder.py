@@ -4,9 +4,12 @@ Pictures are written to a temporary name and moved into place, so a viewer never
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -53,6 +56,40 @@ def plot_losses(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
     tmp.replace(path)
+
+
+class RunFolderBusy(ValueError):
+    """Another process is training into the same run folder."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive_run_folder(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on run folder `out` (created if missing) while the block runs, so that two
+    trainings (say, a forgotten one and a `--resume`) never write into one folder. The OS drops the lock when
+    the process ends, however it ends; the lock file keeps the holder's pid for the error message. A folder
+    this call created is removed again if the block fails before writing anything into it."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            raise RunFolderBusy(f"{out} is in use by another training process (pid {holder}); wait for it to "
+                                "finish or stop it, then pass --resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+        created = False
+    finally:
+        if created and [p.name for p in out.iterdir()] == [LOCK_FILE]:   # refused before writing anything
+            (out / LOCK_FILE).unlink()
+            out.rmdir()
+        os.close(fd)
 
 
 class RunFolder:

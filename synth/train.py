@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import contextlib
 import copy
 import ctypes
 import random
@@ -34,11 +35,11 @@ from tqdm import tqdm
 from synth import checkpoint as ckpt
 from synth.augment import diff_augment, parse_policy
 from synth.dataset import load_images
-from synth.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module,
+from synth.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module, check_device,
                                close_world, init_world)
 from synth.networks import Discriminator, Generator, build_networks
 from synth.presets import Preset, get_preset, resolve_precision
-from synth.run_folder import GRID_COLS, RunFolder
+from synth.run_folder import GRID_COLS, RunFolder, exclusive_run_folder
 
 GRID_ROWS = 4
 CHECKPOINT_VERSION = 1
@@ -362,18 +363,25 @@ def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", res
     much wall-clock time has passed, for fixed-budget runs.
     """
     dataset, out = Path(dataset), Path(out)
-    for name, value in (("kimg", kimg), ("minutes", minutes)):
-        if value is not None and not value > 0:          # also refuses NaN
-            raise TrainingError(f"--{name} must be a positive number, got {value}")
-    created_group = not torch.distributed.is_initialized()
-    world = init_world(device)
-    if world.device == "cpu":
-        tune_cpu_process()
-    try:
-        return _run(dataset, get_preset(preset), out, world, resume, kimg, minutes, channels_last)
-    finally:
-        if created_group:
-            close_world(world)
+    if kimg is not None and not kimg > 0:                 # "not >" also refuses NaN
+        raise TrainingError(f"--kimg must be a positive number, got {kimg}")
+    if minutes is not None and not minutes >= 0:          # 0: one step, then stop
+        raise TrainingError(f"--minutes must be zero or more, got {minutes}")
+    check_device(device)
+    preset_ = get_preset(preset)
+    # Only the main process (torchrun's rank 0) writes the folder, so only it locks; should it fail, torchrun
+    # stops the other ranks.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with exclusive_run_folder(out) if main_process else contextlib.nullcontext():
+        created_group = not torch.distributed.is_initialized()
+        world = init_world(device)
+        if world.device == "cpu":
+            tune_cpu_process()
+        try:
+            return _run(dataset, preset_, out, world, resume, kimg, minutes, channels_last)
+        finally:
+            if created_group:
+                close_world(world)
 
 
 def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, kimg: float | None,

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from synth.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from synth.dataset import DatasetWriter
 from synth.presets import get_preset
+from synth.run_folder import RunFolderBusy, exclusive_run_folder
 from synth.train import (GanTrainer, ImageSampler, TrainingError, discriminator_loss, ema_beta, load_generator,
                          r1_penalty, run_training, update_ema)
 
@@ -189,7 +192,8 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     for bad in (-1.0, 0.0, float("nan")):
         with pytest.raises(TrainingError, match="--kimg must be a positive number"):
             run_training(small, "smoke", tmp_path / "run3", kimg=bad)
-        with pytest.raises(TrainingError, match="--minutes must be a positive number"):
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(TrainingError, match="--minutes must be zero or more"):
             run_training(small, "smoke", tmp_path / "run3", minutes=bad)
     assert not (tmp_path / "run3").exists()
 
@@ -212,6 +216,46 @@ def test_devices_this_machine_cannot_use_are_refused_before_any_work(dataset, tm
         assert main(argv) == 2, argv
         assert "no CUDA" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not (tmp_path / "faces").exists()
+
+
+def test_a_run_folder_in_use_is_refused(dataset, tmp_path):
+    out = tmp_path / "run"
+    with exclusive_run_folder(out):
+        with pytest.raises(RunFolderBusy, match=f"in use by another training process \\(pid {os.getpid()}\\)"):
+            run_training(dataset, "smoke", out)
+    assert [p.name for p in out.iterdir()] == [".lock"]     # the holder's folder is left as it was
+    run_training(dataset, "smoke", out)                       # free again
+    with pytest.raises(TrainingError):                       # refused before writing: no folder left behind
+        run_training(make_dataset(tmp_path / "small", count=4, size=16), "smoke", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
+def test_ctrl_c_then_resume_from_the_command_line(dataset, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "avatar.cli", "synth", "train", str(dataset), "--preset", "smoke", "--out", str(run),
+           "--kimg", "100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((run / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
+            assert first.poll() is None, first.communicate()[1][-3000:]
+            time.sleep(0.2)
+        assert list((run / "checkpoints").glob("ckpt-*.pt")), "no checkpoint within 120 s"
+        second = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and f"pid {first.pid}" in second.stderr, second.stderr[-3000:]
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, err[-3000:]
+    assert "interrupted; the last checkpoint is" in err and "--resume" in err
+    saved = load_checkpoint(latest_checkpoint(run))["cur_nimg"]
+    resumed = subprocess.run(cmd[:-1] + [str(saved / 1000 + 0.016), "--resume"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(latest_checkpoint(run))["cur_nimg"] == saved + 16
 
 
 def _final_state(run: Path) -> dict:
