@@ -51,8 +51,8 @@ class World:
 
 
 def init_world(device: str = "cpu") -> World:
-    """Join the process group if torchrun started us (WORLD_SIZE > 1), else a world of one."""
-    check_device(device)
+    """Join the process group if torchrun started us (WORLD_SIZE > 1), else a world of one. `device` has been
+    through check_device."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(0, 1, device)

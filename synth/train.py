@@ -368,7 +368,7 @@ def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", res
     if minutes is not None and not minutes >= 0:          # 0: one step, then stop
         raise TrainingError(f"--minutes must be zero or more, got {minutes}")
     check_device(device)
-    preset_ = get_preset(preset)
+    settings = get_preset(preset)
     # Only the main process (torchrun's rank 0) writes the folder, so only it locks; should it fail, torchrun
     # stops the other ranks.
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -378,7 +378,7 @@ def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", res
         if world.device == "cpu":
             tune_cpu_process()
         try:
-            return _run(dataset, preset_, out, world, resume, kimg, minutes, channels_last)
+            return _run(dataset, settings, out, world, resume, kimg, minutes, channels_last)
         finally:
             if created_group:
                 close_world(world)
