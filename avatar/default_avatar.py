@@ -32,7 +32,7 @@ GENERATOR_VERSION = "astronaut-v2"
 def _code_stamp() -> str:
     """A short hash of the generator's code, so any change to it also invalidates the cache."""
     digest = hashlib.sha256()
-    for module in (__file__, driving.__file__):
+    for module in (__file__, driving.__file__, Path(__file__).with_name("detect.py")):
         digest.update(Path(module).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -398,17 +398,13 @@ def paint_mouth_interior(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray
 
 def find_face(image: np.ndarray) -> np.ndarray:
     """68 landmarks of the highest-scoring face, detected and fitted at 2x for sub-pixel precision."""
-    import dlib
-    import face_recognition
-    from avatar.driving import landmarks_68
+    from avatar.detect import find_faces
 
     big = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    boxes, scores, _ = dlib.get_frontal_face_detector().run(big, 0, 0.0)
-    if not boxes:
+    faces = find_faces(big, upsample=0, embed=False, retry=False)
+    if not faces:
         raise ClipError("no face found in the source photograph")
-    best = boxes[int(np.argmax(scores))]
-    location = (best.top(), best.right(), best.bottom(), best.left())
-    return landmarks_68(face_recognition.face_landmarks(big, [location])[0]) / 2.0
+    return max(faces, key=lambda face: face.score).landmarks / 2.0
 
 
 def generate_default_clip(image: np.ndarray | None = None, specs: list[FrameSpec] | None = None,

@@ -13,14 +13,14 @@ and different face sizes are comparable:
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from avatar.files import write_atomic
 
 N_LANDMARKS = 68
 
@@ -174,15 +174,8 @@ class DrivingClip:
         """Write an .npz file atomically (a temporary file beside it, then a rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, frames=self.frames, landmarks=self.landmarks, mouth=self.mouth, pose=self.pose,
-                         eyes=self.eyes, source=np.array(self.source))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda f: np.savez(f, frames=self.frames, landmarks=self.landmarks, mouth=self.mouth,
+                                              pose=self.pose, eyes=self.eyes, source=np.array(self.source)))
 
     @classmethod
     def load(cls, path: str | Path) -> DrivingClip:
@@ -200,9 +193,10 @@ class DrivingClip:
 
     @classmethod
     def from_video(cls, path: str | Path, max_frames: int | None = None, upsample: int = 1) -> DrivingClip:
-        """Decode a video and find exactly one face per frame with face_recognition (HOG detector)."""
+        """Decode a video and find exactly one face per frame (`avatar.detect`, HOG at `upsample`, no retry)."""
         import av
-        import face_recognition
+
+        from avatar.detect import find_faces
 
         path = Path(path)
         if not path.is_file():
@@ -217,14 +211,14 @@ class DrivingClip:
                 if max_frames is not None and index >= max_frames:
                     break
                 rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-                boxes = face_recognition.face_locations(rgb, number_of_times_to_upsample=upsample)
-                if not boxes:
+                faces = find_faces(rgb, upsample, embed=False, retry=False)
+                if not faces:
                     raise NoFaceError(f"{path.name}: no face found in frame {index}")
-                if len(boxes) > 1:
-                    raise MultipleFacesError(f"{path.name}: {len(boxes)} faces in frame {index}; "
+                if len(faces) > 1:
+                    raise MultipleFacesError(f"{path.name}: {len(faces)} faces in frame {index}; "
                                              "a driving clip needs exactly one")
                 frames.append(rgb)
-                landmarks.append(landmarks_68(face_recognition.face_landmarks(rgb, boxes)[0]))
+                landmarks.append(faces[0].landmarks)
         if not frames:
             raise ClipError(f"{path.name}: no video frames decoded")
         return cls.from_landmarks(np.stack(frames), np.stack(landmarks), source=str(path))

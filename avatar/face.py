@@ -1,18 +1,19 @@
-"""The per-frame face step: align a face to a fixed template, run a face model on it, blend the result back.
+"""The per-frame face step around alignment (`avatar.align`): the template face, its mask, and blending back.
 
-Alignment follows FFHQ: a similarity transform that levels the eyes and fixes the eye distance and the mouth
-position, cropping a square about four eye-distances wide. `IdentityFaceModel` returns its input with a soft
-mask over the face; the face-swap model implements the same `avatar.types.FaceModel` protocol.
+`IdentityFaceModel` returns its input with a soft mask over the face; the face-swap model implements the same
+`avatar.types.FaceModel` protocol.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from avatar.align import face_roi
+
 FACE_SIZE = 256   # side of an aligned face, pixels
 
 # A symmetric 68-point face in aligned coordinates (fractions of the side): the default avatar's neutral,
-# closed-mouth landmarks, aligned with `align_transform` and averaged with their mirror image.
+# closed-mouth landmarks, aligned with `avatar.align.align_transform` and averaged with their mirror image.
 TEMPLATE_68 = np.array([
     [0.233, 0.500], [0.238, 0.568], [0.248, 0.633], [0.260, 0.700],
     [0.283, 0.762], [0.322, 0.820], [0.377, 0.865], [0.433, 0.903],
@@ -32,21 +33,6 @@ TEMPLATE_68 = np.array([
     [0.386, 0.700], [0.465, 0.723], [0.500, 0.729], [0.535, 0.723],
     [0.614, 0.700], [0.535, 0.725], [0.500, 0.731], [0.465, 0.725],
 ], np.float32)
-
-
-def align_transform(landmarks68: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
-    """2x3 similarity taking frame pixels to an aligned `size` x `size` face (FFHQ's crop rule)."""
-    lm = np.asarray(landmarks68, np.float64)
-    eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
-    eye_avg, eye_to_eye = (eye_left + eye_right) / 2, eye_right - eye_left
-    eye_to_mouth = (lm[48] + lm[54]) / 2 - eye_avg
-    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]          # the crop's x axis: eyes level
-    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8) / max(np.hypot(*x), 1e-9)
-    y = np.flipud(x) * [-1, 1]
-    centre = eye_avg + eye_to_mouth * 0.1
-    quad = np.stack([centre - x - y, centre - x + y, centre + x - y])  # top-left, bottom-left, top-right
-    target = np.float32([[0, 0], [0, size], [size, 0]])
-    return cv2.getAffineTransform(quad.astype(np.float32), target).astype(np.float64)
 
 
 def face_mask(landmarks: np.ndarray, size: int = FACE_SIZE, feather: float = 0.04) -> np.ndarray:
@@ -78,21 +64,6 @@ class IdentityFaceModel:
         if faces.ndim != 4 or faces.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"expected aligned faces [N, {self.size}, {self.size}, 3], got {faces.shape}")
         return faces, np.broadcast_to(self.mask, faces.shape[:3])
-
-
-def face_roi(transform: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1): the frame pixels an aligned face of side `size` covers, clipped to the frame."""
-    inverse = cv2.invertAffineTransform(transform)
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
-    h, w = frame_shape[:2]
-    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w, h])
-    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [w, h])
-    return int(x0), int(y0), int(x1), int(y1)
-
-
-def align(frame: np.ndarray, transform: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
-    """The aligned face, uint8 [size, size, 3]."""
-    return cv2.warpAffine(frame, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def blend(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, transform: np.ndarray,

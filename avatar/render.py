@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from avatar.driving import DrivingClip
-from avatar.face import FACE_SIZE, align, align_transform, blend_into, face_roi
+from avatar.align import align, align_transform, face_roi
+from avatar.face import FACE_SIZE, blend_into
 from avatar.types import FaceModel
 
 LABEL_MARGIN = 8          # pixels between the label box and the frame's corner

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import PIL.Image
 
-from synth.dataset import write_json_atomic
+from avatar.files import write_json_atomic
 from synth.metrics import PAPER, MetricsOptions, Table2, evaluate_paths, load_image_set, to_markdown
 from synth.metrics.calibrate import calibrate, table1_markdown
 from synth.metrics.recognition import scan_set

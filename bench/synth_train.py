@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads libgomp; see synth/train.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads libgomp; see avatar/cli.py
 
 import argparse
 import dataclasses

@@ -20,7 +20,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from synth.checkpoint import list_checkpoints
+    from avatar.runs import list_checkpoints
     from synth.train import run_training
 
     try:
@@ -55,7 +55,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from synth.dataset import write_json_atomic
+    from avatar.files import write_json_atomic
     from synth.metrics import MetricsError, MetricsOptions, evaluate_paths, load_image_set, to_markdown
     from synth.metrics.calibrate import calibrate, table1_markdown
     from synth.metrics.recognition import scan_set

@@ -14,12 +14,13 @@ half-written shard under its final name.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
+
+from avatar.files import write_json_atomic, write_npy_atomic
 
 VERSION = 1
 INFO_FILE = "dataset.json"
@@ -43,31 +44,6 @@ class DatasetInfo:
     def to_json(self) -> dict[str, Any]:
         return {"size": self.size, "count": self.count, "sources": list(self.sources),
                 "counts": dict(self.counts), "version": self.version}
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Run `write` on a temporary file beside `path`, flush it to disk, then move it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then move it into place."""
-    write_atomic(path, lambda f: f.write(json.dumps(value, indent=1).encode()))
-
-
-def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Save an array as .npy under a temporary name, then move it into place."""
-    write_atomic(path, lambda f: np.save(f, array))
-
-
-def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Save arrays as .npz under a temporary name, then move it into place (used for statistics caches)."""
-    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def _shard_stem(index: int) -> str:

@@ -12,30 +12,6 @@ import torch
 import torch.distributed as dist
 
 
-class DeviceError(ValueError):
-    """A --device this machine cannot run: an unknown name, or CUDA without a CUDA build of torch or a GPU."""
-
-
-def check_device(device: str) -> str:
-    """`device` if torch can compute on it here ("cpu", "cuda", "cuda:N"); else DeviceError saying why."""
-    try:
-        kind = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if kind.type == "cpu":
-        return device
-    if kind.type != "cuda":
-        raise DeviceError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        why = ("this torch build has no CUDA" if torch.version.cuda is None
-               else f"torch was built for CUDA {torch.version.cuda}, but no GPU is visible")
-        raise DeviceError(f"--device {device}: {why} (torch {torch.__version__}); install a CUDA build of torch "
-                          "on a machine with an NVIDIA GPU, or use --device cpu")
-    if kind.index is not None and kind.index >= torch.cuda.device_count():
-        raise DeviceError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible")
-    return device
-
-
 @dataclass(frozen=True)
 class World:
     """Where this process sits: its rank among `size` processes, and the device it trains on."""
@@ -52,7 +28,7 @@ class World:
 
 def init_world(device: str = "cpu") -> World:
     """Join the process group if torchrun started us (WORLD_SIZE > 1), else a world of one. `device` has been
-    through check_device."""
+    through avatar.runs.check_device."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(0, 1, device)

@@ -21,9 +21,9 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from synth.align import SIZES, align_face
+from avatar.align import SIZES, align_face
+from avatar.detect import embedding_distance, find_faces, median_embedding
 from synth.dataset import DatasetInfo, DatasetWriter, read_info
-from synth.faces import embedding_distance, find_faces, median_embedding
 
 MAX_DISTANCE = 0.5      # from the subject's median embedding (see above)
 COUNT_KEYS = ("frames", "kept", "no_face", "multi_face", "other_identity", "unreadable_files", "truncated_files")

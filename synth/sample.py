@@ -17,9 +17,9 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from synth.dataset import write_json_atomic
+from avatar.detect import TOLERANCE, embedding_distance, find_face_in_small
+from avatar.files import write_json_atomic
 from synth.expression import farthest_point_sampling, variety_descriptor
-from synth.faces import TOLERANCE, embedding_distance, find_face_in_small
 
 METADATA_FILE = "metadata.json"
 
@@ -157,7 +157,7 @@ def subject_reference(real: Path, progress: bool = True) -> np.ndarray:
 def sample_run(run_dir: Path, out: Path, options: SampleOptions = SampleOptions(), real: Path | None = None,
                device: str = "cpu", progress: bool = True) -> Selection:
     """Sample a trained run: generate `options.candidates` faces, select `options.n`, write them to `out`."""
-    from synth.distributed import check_device
+    from avatar.runs import check_device
 
     check_device(device)
     real = real or run_dataset(run_dir)
@@ -171,3 +171,4 @@ def sample_run(run_dir: Path, out: Path, options: SampleOptions = SampleOptions(
     write_faces(selection, out, {"run": str(run_dir), "real": str(real), "psi": options.psi, "seed": options.seed,
                                  "oversample": options.oversample, "requested": options.n})
     return selection
+

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 
-# On a shared CPU, OpenMP threads that spin while waiting for each other starve everything (measured here: 2
-# threads at load 6 trained 5x slower than 1). Sleeping waiters avoid that. This only takes effect if set
-# before torch is first imported (libgomp reads it once), so front ends should set it too.
+# Sleeping OpenMP waiters, for `python -m synth.train` and torchrun (why: avatar/cli.py, which sets it for `avatar`).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -32,17 +30,20 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from synth import checkpoint as ckpt
+from avatar.runs import (GRID_COLS, RunFolder, check_device, exclusive_run_folder, latest_checkpoint, list_checkpoints,
+                         load_checkpoint, save_checkpoint)
 from synth.augment import diff_augment, parse_policy
 from synth.dataset import load_images
-from synth.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module, check_device,
-                               close_world, init_world)
+from synth.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module, close_world,
+                               init_world)
 from synth.networks import Discriminator, Generator, build_networks
 from synth.presets import Preset, get_preset, resolve_precision
-from synth.run_folder import GRID_COLS, RunFolder, exclusive_run_folder
 
 GRID_ROWS = 4
 CHECKPOINT_VERSION = 1
+# losses.png: the losses, then the mean D logits, against kimg
+LOSS_PANELS = [[("loss_G", "G loss"), ("loss_D", "D loss"), ("r1", "R1 penalty")],
+               [("real_score", "D(real)"), ("fake_score", "D(fake)")]]
 
 
 class TrainingError(ValueError):
@@ -386,10 +387,10 @@ def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", res
 
 def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, kimg: float | None,
          minutes: float | None, channels_last: bool) -> Path:
-    existing = ckpt.list_checkpoints(out)
+    existing = list_checkpoints(out)
     if existing and not resume:
         raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
-    state = ckpt.load_checkpoint(existing[-1]) if resume and existing else None
+    state = load_checkpoint(existing[-1]) if resume and existing else None
     if state is not None:
         saved = Preset.from_dict(state["preset"])
         if saved.name != preset.name:
@@ -417,7 +418,7 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
             sampler.position = state["sampler"][world.rank]
         else:                                              # another process count: same data, new streams
             sampler.position = trainer.cur_nimg // world.size
-    folder = RunFolder(out)
+    folder = RunFolder(out, x="kimg", panels=LOSS_PANELS, step="nimg", steps_per_x=1000)
     if world.is_main and state is None:
         options = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
                    "device": world.device, "world_size": world.size, "channels_last": channels_last,
@@ -425,7 +426,7 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
                    "images": len(images)}
         folder.start(options, to_float_batch(images, np.arange(min(len(images), 32)), np.zeros(0, bool), "cpu"))
     elif world.is_main:
-        folder.resume(trainer.cur_nimg, total_kimg)
+        folder.resume(trainer.cur_nimg, total_kimg=total_kimg)
     barrier(world)
 
     def snapshot(checkpoint: bool, grid: bool) -> None:
@@ -436,7 +437,7 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
                 fakes = torch.cat([trainer.G_ema(z, noise_mode="const") for z in grid_z.split(batch)])
             folder.save_samples(fakes, trainer.cur_nimg)
         if world.is_main and checkpoint:
-            ckpt.save_checkpoint({**trainer.state_dict(), "preset": preset.to_dict(), "total_kimg": total_kimg,
+            save_checkpoint({**trainer.state_dict(), "preset": preset.to_dict(), "total_kimg": total_kimg,
                                   "world_size": world.size, "rng": rng, "sampler": positions,
                                   "version": CHECKPOINT_VERSION}, out, trainer.cur_nimg)
         barrier(world)
@@ -477,7 +478,7 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
 
 def load_generator(run_dir: Path, device: str = "cpu") -> tuple[Generator, Preset]:
     """The EMA generator of the run's latest checkpoint (eval mode, no grads) and the run's preset."""
-    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(Path(run_dir)), map_location=device)
+    state = load_checkpoint(latest_checkpoint(Path(run_dir)), map_location=device)
     preset = Preset.from_dict(state["preset"])
     G, _ = build_networks(preset)
     G.load_state_dict(state["G_ema"])

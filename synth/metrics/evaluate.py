@@ -6,8 +6,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from synth.distributed import check_device
-from synth.faces import TOLERANCE
+from avatar.detect import TOLERANCE
+from avatar.runs import check_device
 from synth.metrics.fid import RESIZE_METHOD, feature_stats, frechet_distance, inception_features, set_stats
 from synth.metrics.images import ImageSet, MetricsError, load_image_set
 from synth.metrics.inception_score import NO_WEIGHTS, classifier_logits, inception_score

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-from synth.dataset import INFO_FILE, load_images, write_npz_atomic
+from avatar.files import write_npz_atomic
+from synth.dataset import INFO_FILE, load_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

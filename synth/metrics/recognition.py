@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from synth.faces import MIN_DETECT_SIDE, TOLERANCE, embedding_distance, find_face_in_small, median_embedding
+from avatar.detect import MIN_DETECT_SIDE, TOLERANCE, embedding_distance, find_face_in_small, median_embedding
 from synth.metrics.images import ImageSet, MetricsError, cached
 
 DETECTION_METHOD = (f"images under {MIN_DETECT_SIDE} px enlarged to {MIN_DETECT_SIDE} px (OpenCV bicubic), "

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar.face import FACE_SIZE, IdentityFaceModel, align, align_transform, blend, face_roi
+from avatar.align import align, align_transform, face_roi
+from avatar.face import FACE_SIZE, IdentityFaceModel, blend
 
 
 def _apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -22,8 +23,8 @@ def test_alignment_levels_the_eyes_and_ignores_where_the_face_was(default_clip):
     # The same face rotated by 20 degrees, scaled by 1.4 and moved: its aligned landmarks must not change.
     moved = cv2.getRotationMatrix2D((200.0, 150.0), 20.0, 1.4)
     moved[:, 2] += (30.0, -12.0)
-    a = _apply(align_transform(lm), lm)
-    b = _apply(align_transform(_apply(moved, lm)), _apply(moved, lm))
+    a = _apply(align_transform(lm, FACE_SIZE), lm)
+    b = _apply(align_transform(_apply(moved, lm), FACE_SIZE), _apply(moved, lm))
     np.testing.assert_allclose(a, b, atol=0.05)
     eyes = np.stack([a[36:42].mean(0), a[42:48].mean(0)])
     assert abs(eyes[0, 1] - eyes[1, 1]) < 0.5                                    # level
@@ -46,8 +47,8 @@ def test_identity_model_returns_faces_and_a_soft_face_mask():
 
 def test_identity_round_trip_reproduces_the_frame(default_clip):
     frame = default_clip.frames[12]
-    transform = align_transform(default_clip.landmarks[12])
-    faces, masks = IdentityFaceModel()(align(frame, transform)[None])
+    transform = align_transform(default_clip.landmarks[12], FACE_SIZE)
+    faces, masks = IdentityFaceModel()(align(frame, transform, FACE_SIZE)[None])
     out = blend(frame, faces[0], masks[0], transform)
     assert _psnr(out, frame) > 45
     x0, y0, x1, y1 = face_roi(transform, FACE_SIZE, frame.shape)
@@ -57,7 +58,7 @@ def test_identity_round_trip_reproduces_the_frame(default_clip):
 
 def test_blend_puts_a_new_face_only_where_the_mask_is(default_clip):
     frame = default_clip.frames[0]
-    transform = align_transform(default_clip.landmarks[0])
+    transform = align_transform(default_clip.landmarks[0], FACE_SIZE)
     green = np.zeros((FACE_SIZE, FACE_SIZE, 3), np.uint8)
     green[..., 1] = 255
     mask = IdentityFaceModel().mask

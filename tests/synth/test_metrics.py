@@ -11,9 +11,10 @@ import PIL.Image
 import pytest
 import torch
 
+from avatar.detect import find_face_in_small
+from avatar.files import write_json_atomic
 from synth.cli import main as synth_main
-from synth.faces import find_face_in_small
-from synth.dataset import load_images, write_json_atomic
+from synth.dataset import load_images
 from synth.metrics import MetricsOptions, Table2, evaluate, load_image_set, to_markdown
 from synth.metrics.calibrate import calibrate
 from synth.metrics.fid import (FeatureStats, feature_stats, frechet_distance, inception_features, load_inception,

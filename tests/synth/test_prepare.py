@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import synth.prepare as prep
+from avatar.align import align_face, align_transform
 from synth.cli import main as synth_main
-from synth.align import align_face, template_matrix
 from synth.dataset import load_images, load_metadata, read_info
 from synth.prepare import COUNT_KEYS, PrepareError, PrepareOptions, prepare
 
@@ -31,7 +31,7 @@ def _similarity(points: np.ndarray, angle: float, scale: float, shift: tuple[flo
 
 
 def _aligned_points(lm: np.ndarray, size: int) -> np.ndarray:
-    m = template_matrix(lm, size)
+    m = align_transform(lm, size)
     return lm @ m[:, :2].T + m[:, 2]
 
 

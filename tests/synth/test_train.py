@@ -16,10 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synth.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from avatar.runs import CheckpointError, RunFolderBusy, exclusive_run_folder, latest_checkpoint, load_checkpoint
 from synth.dataset import DatasetWriter
 from synth.presets import get_preset
-from synth.run_folder import RunFolderBusy, exclusive_run_folder
 from synth.train import (GanTrainer, ImageSampler, TrainingError, discriminator_loss, ema_beta, load_generator,
                          r1_penalty, run_training, update_ema)
 
@@ -200,7 +199,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 def test_devices_this_machine_cannot_use_are_refused_before_any_work(dataset, tmp_path, capsys):
     from synth.cli import main
-    from synth.distributed import DeviceError, check_device
+    from avatar.runs import DeviceError, check_device
 
     assert check_device("cpu") == "cpu"
     for bad, why in (("bogus", "unknown device"), ("meta", "not supported")):

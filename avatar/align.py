@@ -1,10 +1,10 @@
-"""Align a face to one fixed template with a similarity transform, the FFHQ recipe (Karras et al., ffhq-dataset).
+"""The one face crop rule, FFHQ's (Karras et al., ffhq-dataset): a similarity transform to a fixed template.
 
 From the 68 landmarks: eye centres, mouth centre. The crop is a square whose side is
 max(4 x eye distance, 3.6 x eye-to-mouth distance), centred 0.1 of the eye-to-mouth vector below the eye
 midpoint, and rotated by the mean of the eye line and the normal of the eye-to-mouth line. For a typical face
 the eye distance decides the scale, so the eyes land level at about y = 0.47, a quarter of the side apart,
-and the mouth centre near y = 0.74.
+and the mouth centre near y = 0.74. The renderer, the GAN's dataset and the face swap all crop with it.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from math import ceil
 import cv2
 import numpy as np
 
-SIZES = (64, 128, 256)
+SIZES = (64, 128, 256)    # the GAN dataset's sides, pixels
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,9 @@ class AlignedFace:
     matrix: np.ndarray        # float64 [2, 3] source pixels -> aligned pixels
 
 
-def template_matrix(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """The similarity transform [2, 3] taking a face with these 68 landmarks to the size x size template."""
-    lm = np.asarray(landmarks, np.float64)
+def align_transform(landmarks68: np.ndarray, size: int) -> np.ndarray:
+    """The similarity transform float64 [2, 3] taking a face with these 68 landmarks to the size x size template."""
+    lm = np.asarray(landmarks68, np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"expected 68 landmarks [68, 2], got {list(lm.shape)}")
     eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
@@ -49,7 +49,7 @@ def template_matrix(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFace:
     """Crop and resize one face to the template; large shrinks warp at full detail first, then area-average."""
-    matrix = template_matrix(landmarks, size)
+    matrix = align_transform(landmarks, size)
     scale = np.hypot(*matrix[:, 0])                         # aligned pixels per source pixel
     factor = max(1, ceil(1 / scale / 1.5))                  # warp at ~source resolution, then shrink by area
     big = factor * size
@@ -59,3 +59,18 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFa
         warped = cv2.resize(warped, (size, size), interpolation=cv2.INTER_AREA)
     points = np.asarray(landmarks, np.float64) @ matrix[:, :2].T + matrix[:, 2]
     return AlignedFace(warped, points.astype(np.float32), matrix)
+
+
+def align(frame: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
+    """The aligned face, uint8 [size, size, 3]: one bilinear warp, for per-frame rendering."""
+    return cv2.warpAffine(frame, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def face_roi(transform: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the frame pixels an aligned face of side `size` covers, clipped to the frame."""
+    inverse = cv2.invertAffineTransform(transform)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    h, w = frame_shape[:2]
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [w, h])
+    return int(x0), int(y0), int(x1), int(y1)

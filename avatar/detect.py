@@ -1,4 +1,4 @@
-"""Face detection, 68 landmarks and 128-d embeddings with face_recognition (dlib): the one way synth finds faces.
+"""Face detection, 68 landmarks and 128-d embeddings with face_recognition (dlib): the one face finder.
 
 Detection is dlib's HOG detector; its window is 80 px, so a face must be about 80 px (upsample 0) or 40 px
 (upsample 1) tall to be found. The embedding is dlib's ResNet descriptor computed from the 68-point shape, the
@@ -24,6 +24,7 @@ class Face:
     box: tuple[int, int, int, int]         # left, top, right, bottom
     landmarks: np.ndarray                  # float32 [68, 2] (x, y), dlib's 68-point order
     embedding: np.ndarray | None = None    # float64 [128], None when not asked for
+    score: float = 0.0                     # the HOG detector's confidence
 
     @property
     def area(self) -> int:
@@ -37,8 +38,8 @@ def auto_upsample(image: np.ndarray) -> int:
 
 
 def find_faces(image: np.ndarray, upsample: int | None = None, embed: bool = True,
-               embed_single_only: bool = False) -> list[Face]:
-    """All faces in an RGB uint8 image [H, W, 3], largest first; retries one more upsample step if none is found.
+               embed_single_only: bool = False, retry: bool = True) -> list[Face]:
+    """All faces in an RGB uint8 image [H, W, 3], largest first; with `retry`, one more upsample step if none.
 
     `upsample=None` picks `auto_upsample(image)`. With `embed_single_only` embeddings are computed only when
     exactly one face is found (callers that drop multi-face images save the ResNet pass).
@@ -47,16 +48,16 @@ def find_faces(image: np.ndarray, upsample: int | None = None, embed: bool = Tru
         raise ValueError(f"find_faces expects an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
     image = np.ascontiguousarray(image)     # dlib silently misreads strided arrays (PyAV rows can be padded)
     level = auto_upsample(image) if upsample is None else upsample
-    rects = fr_api.face_detector(image, level)
-    if len(rects) == 0:
-        rects = fr_api.face_detector(image, level + 1)
+    rects, scores, _ = fr_api.face_detector.run(image, level, 0.0)
+    if len(rects) == 0 and retry:
+        rects, scores, _ = fr_api.face_detector.run(image, level + 1, 0.0)
     shapes = [fr_api.pose_predictor_68_point(image, r) for r in rects]
     want_embed = embed and (len(shapes) == 1 or not embed_single_only)
     faces = []
-    for rect, shape in zip(rects, shapes):
+    for rect, shape, score in zip(rects, shapes, scores):
         points = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
         embedding = np.array(fr_api.face_encoder.compute_face_descriptor(image, shape, 1)) if want_embed else None
-        faces.append(Face((rect.left(), rect.top(), rect.right(), rect.bottom()), points, embedding))
+        faces.append(Face((rect.left(), rect.top(), rect.right(), rect.bottom()), points, embedding, float(score)))
     return sorted(faces, key=lambda f: -f.area)
 
 
@@ -80,7 +81,7 @@ def find_face_in_small(image: np.ndarray, embed: bool = True) -> Face | None:
     face = faces[0]
     left, top, right, bottom = face.box
     box = (round(left / scale), round(top / scale), round(right / scale), round(bottom / scale))
-    return Face(box, face.landmarks / scale, face.embedding)
+    return Face(box, face.landmarks / scale, face.embedding, face.score)
 
 
 def median_embedding(embeddings: np.ndarray) -> np.ndarray:
