@@ -1,4 +1,4 @@
-"""The `avatar` command: serve, chat, export, and the GAN's `synth` subcommands."""
+"""The `avatar` command: serve, chat, export, the GAN's `synth` and the face swap's `swap` subcommands."""
 from __future__ import annotations
 
 import os
@@ -82,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_avatar_options(p)
     p.set_defaults(func=cmd_export)
 
+    from avatar.swap.cli import register as register_swap
     from synth.cli import register as register_synth
 
     register_synth(sub)
+    register_swap(sub)
     return parser
 
 

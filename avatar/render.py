@@ -35,6 +35,22 @@ def label_patch(text: str, frame_width: int) -> tuple[np.ndarray, np.ndarray]:
     return colour, opacity
 
 
+def _stamp(out: np.ndarray, colour: np.ndarray, opacity: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    x0, y0, x1, y1 = box
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = (region * (1.0 - opacity) + colour + 0.5).astype(np.uint8)
+
+
+def draw_label(frame: np.ndarray, text: str = "AI-generated") -> np.ndarray:
+    """A copy of `frame` with the label in its bottom-left corner, as the renderer draws it."""
+    colour, opacity = label_patch(text, frame.shape[1])
+    h, w = colour.shape[:2]
+    y1 = frame.shape[0] - LABEL_MARGIN
+    out = np.array(frame, np.uint8, copy=True)
+    _stamp(out, colour, opacity, (LABEL_MARGIN, y1 - h, LABEL_MARGIN + w, y1))
+    return out
+
+
 class Renderer:
     """Renders output frames of one driving clip through one face model; safe to share across threads."""
 
@@ -80,11 +96,8 @@ class Renderer:
 
     def _draw_label(self, out: np.ndarray) -> None:
         box = self.label_box()
-        if box is None:
-            return
-        x0, y0, x1, y1 = box
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = (region * (1.0 - self._label_opacity) + self._label + 0.5).astype(np.uint8)
+        if box is not None:
+            _stamp(out, self._label, self._label_opacity, box)
 
 
 def to_i420(frame: np.ndarray) -> np.ndarray:

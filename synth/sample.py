@@ -172,3 +172,15 @@ def sample_run(run_dir: Path, out: Path, options: SampleOptions = SampleOptions(
                                  "oversample": options.oversample, "requested": options.n})
     return selection
 
+
+def export_real_faces(dataset: Path, indices: Iterable[int], out: Path) -> None:
+    """Chosen images of a prepared dataset written as a face set, in `synth sample`'s format, so that a swap can
+    be trained on real frames for comparison with synthetic ones."""
+    from synth.dataset import load_images, load_metadata
+
+    images, meta = load_images(dataset), load_metadata(dataset)
+    chosen = sorted(int(i) for i in indices)
+    selection = Selection([images[i] for i in chosen], chosen,
+                          [np.asarray(meta[i]["landmarks"], np.float32) for i in chosen], [], [0.0] * len(chosen),
+                          {"real": len(chosen)})
+    write_faces(selection, out, {"source": str(dataset), "real_frames": True})

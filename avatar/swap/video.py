@@ -1,0 +1,135 @@
+"""Whole driving clips through a swap run: `apply` (an mp4 to look at) and `bake` (the avatar's frames, once).
+
+Frames without exactly one face cannot be swapped; they are never shown with the driving person's face:
+`apply` holds the nearest swapped frame in their place (timing and audio stay intact) and `bake` leaves them
+out of the clip the motion planner chooses from.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from avatar.driving import DrivingClip
+from avatar.export import AI_NOTICE
+from avatar.face import FACE_SIZE
+from avatar.render import draw_label
+from avatar.swap.data import VideoScan, cached_scan, check_usable, read_frames
+from avatar.swap.merge import MergeOptions, Predictor, merge_clip
+
+
+@dataclass(frozen=True)
+class SwappedClip:
+    """A driving clip's frames with the subject's face, and which of them were swapped."""
+
+    frames: list[np.ndarray]   # uint8 [H, W, 3] per usable frame, in order
+    indices: np.ndarray        # int64 [M] the driving frame each came from
+    scan: VideoScan
+
+
+def _runs(usable: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of consecutive usable frames."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], usable.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def swap_clip(video: Path, predictor: Predictor, scan_cache: Path, max_frames: int | None = None,
+              options: MergeOptions = MergeOptions(), size: int = FACE_SIZE, progress: bool = True) -> SwappedClip:
+    """Every usable frame of `video` with the subject's face, merged shot by shot (temporal smoothing inside a
+    run of consecutive usable frames only)."""
+    scan = cached_scan(video, scan_cache, max_frames, progress)
+    check_usable(scan, video)
+    frames = list(read_frames(video, max_frames))
+    runs = _runs(scan.usable[: len(frames)])
+    out: list[np.ndarray] = []
+    bar = tqdm(total=sum(b - a for a, b in runs), desc="swap frames", unit="frame", disable=not progress)
+    for a, b in runs:
+        for start in range(a, b, 256):     # bounded memory: smoothing is local, chunks overlap by its reach
+            stop = min(b, start + 256)
+            pad = 12
+            lo, hi = max(a, start - pad), min(b, stop + pad)
+            merged = merge_clip(frames[lo:hi], scan.landmarks[lo:hi], predictor, size, options)
+            out.extend(merged[start - lo: stop - lo])
+            bar.update(stop - start)
+    bar.close()
+    indices = np.concatenate([np.arange(a, b) for a, b in runs]).astype(np.int64)
+    return SwappedClip(out, indices, scan)
+
+
+def bake_clip(video: Path, predictor: Predictor, scan_cache: Path, max_frames: int | None = None,
+              options: MergeOptions = MergeOptions(), progress: bool = True) -> DrivingClip:
+    """The avatar's driving clip with the subject's face in every frame, rendered once ahead of time: the
+    renderer then blends these frames without torch (its identity face model leaves them as they are)."""
+    swapped = swap_clip(video, predictor, scan_cache, max_frames, options, progress=progress)
+    landmarks = swapped.scan.landmarks[swapped.indices]
+    return DrivingClip.from_landmarks(np.stack(swapped.frames), landmarks, source=f"swapped:{video}")
+
+
+def held_frames(swapped: SwappedClip, n_frames: int) -> list[np.ndarray]:
+    """One frame per driving frame: swapped where usable, else the nearest swapped frame."""
+    positions = np.searchsorted(swapped.indices, np.arange(n_frames))
+    out = []
+    for i, p in enumerate(positions):
+        if p < len(swapped.indices) and swapped.indices[p] == i:
+            out.append(swapped.frames[p])
+            continue
+        before, after = max(p - 1, 0), min(p, len(swapped.indices) - 1)
+        nearest = before if abs(swapped.indices[before] - i) <= abs(swapped.indices[after] - i) else after
+        out.append(swapped.frames[nearest])
+    return out
+
+
+def write_swapped_video(video: Path, swapped: SwappedClip, out: Path, side_by_side: bool = False,
+                        max_frames: int | None = None, crf: int = 20) -> int:
+    """An H.264 + AAC mp4 of the swapped clip with the source's audio, labelled as AI-generated; returns the
+    number of frames. With `side_by_side` the original frame is on the left."""
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"output must be an .mp4 file, got {out.name!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    originals = list(read_frames(video, max_frames))
+    frames = held_frames(swapped, len(originals))
+    tmp = out.with_name(f".{out.stem}.partial.mp4")
+    rate = Fraction(swapped.scan.fps).limit_denominator(1001)
+    try:
+        with av.open(str(video)) as source, av.open(str(tmp), "w", format="mp4",
+                                                    options={"movflags": "+use_metadata_tags+faststart"}) as sink:
+            sink.metadata.update({"title": "AI-generated face swap", "comment": AI_NOTICE, "description": AI_NOTICE,
+                                  "ai_generated": "true", "encoder_app": "avatar-service"})
+            h, w = originals[0].shape[:2]
+            stream = sink.add_stream("libx264", rate=rate)
+            stream.width, stream.height = (2 * w if side_by_side else w) // 2 * 2, h // 2 * 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            audio_in = source.streams.audio[0] if source.streams.audio else None
+            audio_out = sink.add_stream("aac", rate=audio_in.rate) if audio_in is not None else None
+            if audio_out is not None:
+                audio_out.layout = audio_in.layout.name
+            for k, (original, frame) in enumerate(zip(originals, frames)):
+                picture = draw_label(np.concatenate([original, frame], axis=1) if side_by_side else frame)
+                vf = av.VideoFrame.from_ndarray(picture[: stream.height, : stream.width], format="rgb24")
+                vf.pts = k
+                sink.mux(stream.encode(vf))
+            sink.mux(stream.encode(None))
+            if audio_out is not None:
+                _copy_audio(source, audio_in, audio_out, sink, len(originals) / float(rate))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(frames)
+
+
+def _copy_audio(source, audio_in, audio_out, sink, seconds: float) -> None:
+    """Re-encode the source's audio into the sink, up to `seconds` (the video's length)."""
+    source.seek(0)
+    for frame in source.decode(audio_in):
+        if frame.time is not None and frame.time >= seconds:
+            break
+        frame.pts = None
+        sink.mux(audio_out.encode(frame))
+    sink.mux(audio_out.encode(None))

@@ -1,0 +1,55 @@
+"""The swap on real footage, as a user runs it: subject_A's faces as src, driving_B as dst (skips without it).
+
+300 smoke iterations (about 30 s) are enough for a blurry face that the detector finds in every frame; 20 are not.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+VIDEOS = REPO.parent / "shared" / "data" / "videos"
+SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
+DRIVING = VIDEOS / "driving_B_man_outdoor_35s.mp4"
+CACHE = REPO / "var" / "test-cache" / "synth"     # shared with tests/synth: the same prepared dataset
+FRAMES = 60                                        # the first 2 s of driving_B
+
+
+@pytest.fixture(scope="module")
+def subject_faces(tmp_path_factory) -> Path:
+    """subject_A prepared at 64 px on every 6th frame (cached), written as a FACES folder."""
+    if not (SUBJECT.exists() and DRIVING.exists()):
+        pytest.skip(f"real footage not available in {VIDEOS} (../shared/data is absent)")
+    from synth.prepare import PrepareOptions, prepare
+    from synth.sample import export_real_faces
+
+    dataset = CACHE / "subject_A-64-every6"
+    report = prepare([SUBJECT], dataset, PrepareOptions(size=64, every=6), show_progress=False)
+    out = tmp_path_factory.mktemp("subject") / "faces"
+    export_real_faces(dataset, np.arange(report.info.count), out)
+    return out
+
+
+def test_smoke_train_and_apply_on_real_footage(subject_faces, tmp_path):
+    from avatar.detect import find_faces
+
+    run, out = tmp_path / "run", tmp_path / "swapped.mp4"
+    avatar = [sys.executable, "-m", "avatar.cli", "swap"]
+    train = subprocess.run(avatar + ["train", "--src", str(subject_faces), "--dst", str(DRIVING), "--out", str(run),
+                                     "--preset", "smoke", "--iters", "300", "--dst-frames", str(FRAMES)],
+                           capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert train.returncode == 0, train.stderr
+    apply = subprocess.run(avatar + ["apply", str(run), "--video", str(DRIVING), "-o", str(out),
+                                     "--frames", str(FRAMES)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert apply.returncode == 0, apply.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.audio, "the driving clip's audio is kept"
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == FRAMES
+    with_face = sum(len(find_faces(f, upsample=0, embed=False)) == 1 for f in frames)
+    assert with_face >= 0.95 * FRAMES

@@ -1,0 +1,153 @@
+"""The swap's parts on their own: model shapes, training steps, warp, colour transfer, masks and paste-back."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from avatar.align import align_face, align_transform
+from avatar.face import TEMPLATE_68, face_mask
+from avatar.swap.augment import random_warp_maps, training_sample
+from avatar.swap.colour import histogram_match, lab_stats, rct
+from avatar.swap.losses import dssim, identity_loss
+from avatar.swap.merge import MergeOptions, merge_frame, smooth_along_time
+from avatar.swap.model import PRESETS, PresetError, SwapModel, SwapPreset, get_preset
+from avatar.swap.train import SwapTrainer
+
+
+def test_model_shapes_for_every_preset():
+    for name in PRESETS:
+        preset = get_preset(name)
+        if preset.resolution > 64:
+            continue           # the GPU presets: same code, only bigger
+        model = SwapModel(preset)
+        x = torch.rand(2, 3, preset.resolution, preset.resolution)
+        out = model(x, x)
+        r = preset.resolution
+        assert out["src"].shape == out["dst"].shape == (2, 3, r, r)
+        assert out["src_mask"].shape == out["dst_mask"].shape == (2, 1, r, r)
+        faces, masks = model.swap(x)
+        assert faces.shape == (2, 3, r, r) and masks.shape == (2, 1, r, r)
+        assert 0 <= float(faces.detach().min()) and float(faces.detach().max()) <= 1
+
+
+def test_presets_round_trip_and_refuse_bad_values():
+    preset = get_preset("cpu64")
+    assert SwapPreset.from_dict(preset.to_dict()) == preset
+    with pytest.raises(PresetError, match="unknown swap preset"):
+        get_preset("huge")
+    with pytest.raises(PresetError, match="multiple of 16"):
+        SwapPreset("bad", resolution=40)
+
+
+def _batch(n: int, r: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, r), torch.linspace(-1, 1, r), indexing="ij")
+    mask = ((xx ** 2 + yy ** 2) < 0.6).float().expand(n, 1, r, r)
+    images = torch.rand(n, 3, 1, 1, generator=g) * (1 - 0.5 * (xx ** 2 + yy ** 2))
+    return {"input": images, "target": images, "mask": mask, "eyes_mouth": mask * 0}
+
+
+def test_a_few_smoke_steps_lower_the_loss():
+    preset = replace(get_preset("smoke"), lr=1e-3)
+    trainer = SwapTrainer(preset)
+    src, dst = _batch(4, 32, 1), _batch(4, 32, 2)
+    first = trainer.step(src, dst)
+    for _ in range(40):
+        last = trainer.step(src, dst)
+    assert trainer.iter == 41
+    assert last["loss_src"] < 0.7 * first["loss_src"] and last["loss_dst"] < 0.7 * first["loss_dst"]
+
+
+def test_dssim_is_zero_for_equal_images_and_grows_with_difference():
+    a = torch.rand(2, 3, 32, 32)
+    assert float(dssim(a, a, 3)) == pytest.approx(0, abs=1e-5)
+    assert float(dssim(a, a * 0.5, 3)) < float(dssim(a, torch.rand(2, 3, 32, 32), 3))
+    terms = identity_loss(a, torch.ones(2, 1, 32, 32), a, torch.ones(2, 1, 32, 32), torch.ones(2, 1, 32, 32), 30)
+    assert float(terms["total"]) == pytest.approx(0, abs=1e-4)
+
+
+def test_random_warp_keeps_the_face_inside_the_crop():
+    size = 64
+    landmarks = TEMPLATE_68 * size
+    face = face_mask(landmarks, size, feather=0.01)
+    image = np.repeat((face[..., None] * 255).astype(np.uint8), 3, axis=2)
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:size, 0:size]
+    border = (xs == 0) | (ys == 0) | (xs == size - 1) | (ys == size - 1)
+    for _ in range(50):
+        map_x, map_y = random_warp_maps(size, rng)
+        assert np.allclose(map_x[border], xs[border], atol=0.51) and np.allclose(map_y[border], ys[border], atol=0.51)
+        sample = training_sample(image, landmarks, rng)
+        mass = sample.input[..., 0].astype(np.float32) / 255
+        assert mass.sum() > 0.6 * face.sum()                          # the face did not leave the crop
+        cy, cx = (np.array(np.nonzero(mass > 0.5)).mean(1) - np.array(np.nonzero(face > 0.5)).mean(1))
+        assert abs(cx) < 0.2 * size and abs(cy) < 0.2 * size         # and moved only a little
+        assert mass[border].sum() < 0.01 * mass.sum()                 # nor is it cut by the edges
+        assert sample.mask.shape == (size, size) and sample.eyes_mouth.max() == 1.0
+        # Input and target differ by the warp only: it bends the face (DFL: up to a quarter of its area), no more.
+        target = sample.target[..., 0].astype(np.float32) / 255
+        assert abs(mass.sum() - target.sum()) < 0.35 * target.sum()
+
+
+def _textured(seed: int, mean: tuple[float, float, float], spread: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (64, 64, 3)).astype(np.float32), (0, 0), 2)
+    noise /= noise.std()
+    return np.clip(np.array(mean) + noise * spread, 0, 255).astype(np.uint8)
+
+
+def test_colour_transfer_moves_lab_mean_and_std_to_the_target():
+    image, target = _textured(0, (150, 110, 90), 12), _textured(1, (100, 120, 160), 25)
+    mask = np.zeros((64, 64), np.float32)
+    mask[8:56, 8:56] = 1
+    before, goal = lab_stats(image, mask), lab_stats(target, mask)
+    after = lab_stats(rct(image, target, mask, mask), mask)
+    assert np.abs(after.mean - goal.mean).max() < 1.0
+    assert np.abs(after.std - goal.std).max() < 0.1 * goal.std.max() + 0.5
+    assert np.abs(before.mean - goal.mean).max() > 10          # it really had somewhere to go
+    matched = lab_stats(histogram_match(image, target, mask, mask), mask)
+    assert np.abs(matched.mean - goal.mean).max() < 1.5
+
+
+def test_paste_back_puts_the_face_where_the_landmarks_are():
+    frame = np.full((240, 320, 3), 40, np.uint8)
+    # A face of 60 px eye distance, tilted 10 degrees, centred right of the middle.
+    angle = np.radians(10)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = ((TEMPLATE_68 - 0.5) * 240) @ rot.T + [200, 120]
+
+    def white_face(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full_like(faces, 255), np.ones(faces.shape[:3], np.float32)
+
+    out = merge_frame(frame, landmarks.astype(np.float32), white_face, 128, MergeOptions(colour="none"))
+    changed = out[..., 0] > 150
+    hull = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(landmarks[:27]).astype(np.int32)), 1)
+    assert changed.sum() > 0.4 * hull.sum()
+    assert (changed & (hull == 0)).sum() < 0.05 * changed.sum()     # nothing pasted outside the face
+    ys, xs = np.nonzero(changed)
+    centre = landmarks[:27].mean(0)
+    assert abs(xs.mean() - centre[0]) < 8 and abs(ys.mean() - centre[1]) < 12
+    assert (out[:, :100] == 40).all()                              # far from the face, untouched
+
+
+def test_swap_crops_use_the_renderers_alignment(default_clip):
+    lm = default_clip.landmarks[0]
+    aligned = align_face(default_clip.frames[0], lm, 64)
+    assert np.allclose(aligned.matrix, align_transform(lm, 64))
+    projected = lm @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]
+    assert np.allclose(aligned.landmarks, projected, atol=1e-3)
+
+
+def test_temporal_smoothing_removes_jitter_and_keeps_the_track():
+    rng = np.random.default_rng(0)
+    track = np.linspace(0, 50, 100)[:, None] + rng.normal(0, 2, (100, 1))
+    smooth = smooth_along_time(track, 1.5)
+    jitter = lambda t: np.abs(np.diff(t, 2, axis=0)).mean()  # noqa: E731
+    assert jitter(smooth) < 0.3 * jitter(track)
+    assert np.abs(smooth - np.linspace(0, 50, 100)[:, None]).mean() < 1.5
+    assert np.array_equal(smooth_along_time(track, 0), track.astype(np.float32))

@@ -1,0 +1,140 @@
+"""Swap training runs and the `avatar swap` commands: run folder, exact resume, bad inputs, apply and bake."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from avatar.runs import RunFolderBusy, exclusive_run_folder, latest_checkpoint, load_checkpoint
+from avatar.swap.data import SwapDataError, load_faces
+from avatar.swap.train import SwapTrainingError, SwapTrainOptions, run_swap_training
+
+from conftest import write_faces, write_video
+
+REPO = Path(__file__).resolve().parents[3]
+AVATAR = [sys.executable, "-m", "avatar.cli"]
+
+
+def run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(AVATAR + [str(a) for a in args], capture_output=True, text=True, timeout=600, cwd=REPO)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(latest_checkpoint(run))["model"]
+
+
+def test_smoke_run_writes_its_run_folder(smoke_run):
+    names = {p.name for p in smoke_run.iterdir()}
+    assert {"options.json", "log.jsonl", "losses.png", "grids", "checkpoints", "dst_scan.npz"} <= names
+    options = json.loads((smoke_run / "options.json").read_text())
+    assert options["preset"]["name"] == "smoke" and options["dst_scan"]["usable"] == 30
+    rows = [json.loads(line) for line in (smoke_run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows] == [5, 10, 15, 20]
+    assert all(np.isfinite(r["loss_src"]) and r["it_per_s"] > 0 for r in rows)
+    previews = sorted((smoke_run / "grids").glob("grid-*.png"))
+    assert previews
+    from PIL import Image
+    assert Image.open(previews[-1]).size == (8 * 32, 5 * 32)        # 8 columns, 5 rows of 32 px faces
+    assert load_checkpoint(latest_checkpoint(smoke_run))["iter"] == 20
+
+
+def test_killed_run_resumes_to_the_same_weights(smoke_run, tmp_path):
+    killed = tmp_path / "killed"
+    shutil.copytree(smoke_run, killed)
+    # As if killed while writing the last checkpoint: it is half-written, the log ran ahead of the checkpoint.
+    last = killed / "checkpoints" / "ckpt-000000020.pt"
+    last.unlink()
+    (killed / "checkpoints" / "ckpt-000000020.pt.tmp").write_bytes(b"half")
+    options = json.loads((smoke_run / "options.json").read_text())
+    run_swap_training(SwapTrainOptions(Path(options["src"]), Path(options["dst"]), killed, resume=True,
+                                       progress=False))
+    straight, resumed = _weights(smoke_run), _weights(killed)
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    losses = lambda run: [(r["iter"], r["loss_src"], r["loss_dst"]) for r in  # noqa: E731
+                          map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+    assert losses(killed) == losses(smoke_run)
+
+
+def test_resume_continues_to_more_iterations_with_the_stored_preset(smoke_run, tmp_path):
+    more = tmp_path / "more"
+    shutil.copytree(smoke_run, more)
+    options = json.loads((smoke_run / "options.json").read_text())
+    run_swap_training(SwapTrainOptions(Path(options["src"]), Path(options["dst"]), more, preset="cpu64",
+                                       resume=True, iters=30, progress=False))
+    state = load_checkpoint(latest_checkpoint(more))
+    assert state["iter"] == 30 and state["preset"]["name"] == "smoke"
+
+
+def test_a_second_run_into_a_used_folder_is_refused(smoke_run, avatar_faces, avatar_video):
+    with pytest.raises(SwapTrainingError, match="--resume"):
+        run_swap_training(SwapTrainOptions(avatar_faces, avatar_video, smoke_run, preset="smoke", progress=False))
+    with exclusive_run_folder(smoke_run):
+        with pytest.raises(RunFolderBusy):
+            run_swap_training(SwapTrainOptions(avatar_faces, avatar_video, smoke_run, resume=True, progress=False))
+
+
+def test_faces_folder_with_three_images_is_refused(avatar_faces, tmp_path):
+    few = write_faces(tmp_path / "few", [np.zeros((64, 64, 3), np.uint8)] * 3, [np.zeros((68, 2))] * 3)
+    with pytest.raises(SwapDataError, match="holds 3 face images"):
+        load_faces(few, 64, progress=False)
+    assert len(load_faces(avatar_faces, 32, progress=False)) == 24
+
+
+def test_cli_bad_inputs_exit_2_with_a_clear_message(avatar_faces, avatar_video, smoke_run, tmp_path):
+    noface = write_video(tmp_path / "noface.mp4", [np.full((128, 128, 3), 90 + i, np.uint8) for i in range(10)])
+    result = run_cli(["swap", "train", "--src", avatar_faces, "--dst", noface, "--out", tmp_path / "r1",
+                      "--preset", "smoke"])
+    assert result.returncode == 2, result.stderr
+    assert "0 of 10 frames usable (10 without a face" in result.stderr
+
+    few = write_faces(tmp_path / "few", [np.zeros((64, 64, 3), np.uint8)] * 3, [np.zeros((68, 2))] * 3)
+    result = run_cli(["swap", "train", "--src", few, "--dst", avatar_video, "--out", tmp_path / "r2",
+                      "--preset", "smoke"])
+    assert result.returncode == 2 and "holds 3 face images" in result.stderr
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(smoke_run, corrupt)
+    latest_checkpoint(corrupt).write_bytes(b"not a checkpoint")
+    result = run_cli(["swap", "apply", corrupt, "--video", avatar_video, "-o", tmp_path / "out.mp4"])
+    assert result.returncode == 2 and "cannot read checkpoint" in result.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_apply_writes_a_labelled_side_by_side_mp4(smoke_run, avatar_video, tmp_path):
+    out = tmp_path / "swapped.mp4"
+    result = run_cli(["swap", "apply", smoke_run, "--video", avatar_video, "-o", out, "--side-by-side"])
+    assert result.returncode == 0, result.stderr
+    assert "30 swapped" in result.stdout
+    with av.open(str(out)) as container:
+        assert container.metadata.get("ai_generated") == "true"
+        video = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video)]
+    with av.open(str(avatar_video)) as source:
+        width = source.streams.video[0].width
+    assert len(frames) == 30 and frames[0].shape[1] == 2 * width
+
+
+def test_bake_gives_a_driving_clip_with_swapped_faces(smoke_run, avatar_video, default_clip, tmp_path):
+    from avatar.face import IdentityFaceModel
+    from avatar.render import Renderer
+    from avatar.swap.predictor import SwapFaceModel
+    from avatar.swap.video import bake_clip
+
+    clip = bake_clip(avatar_video, SwapFaceModel.from_run(smoke_run), tmp_path / "scan.npz", progress=False)
+    assert len(clip) == 30 and clip.frames.shape[1:] == (320, 320, 3)
+    source = next(iter(av.open(str(avatar_video)).decode(video=0))).to_ndarray(format="rgb24")
+    x0, y0 = clip.landmarks[0][:27].min(0).astype(int) + 10
+    x1, y1 = clip.landmarks[0][:27].max(0).astype(int) - 10
+    assert np.abs(clip.frames[0][y0:y1, x0:x1].astype(int) - source[y0:y1, x0:x1]).mean() > 3   # face replaced
+    assert np.abs(clip.frames[0][:40].astype(int) - source[:40]).mean() < 2                      # background kept
+    frame = Renderer(clip, IdentityFaceModel()).render(0)                            # renders without torch
+    assert frame.shape == clip.frames[0].shape
