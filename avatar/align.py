@@ -26,6 +26,11 @@ class AlignedFace:
     matrix: np.ndarray        # float64 [2, 3] source pixels -> aligned pixels
 
 
+def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Points [..., 2] through a 2x3 affine matrix, as float64."""
+    return np.asarray(points, np.float64) @ np.asarray(matrix, np.float64)[:, :2].T + matrix[:, 2]
+
+
 def align_transform(landmarks68: np.ndarray, size: int) -> np.ndarray:
     """The similarity transform float64 [2, 3] taking a face with these 68 landmarks to the size x size template."""
     lm = np.asarray(landmarks68, np.float64)
@@ -57,7 +62,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFa
                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if factor > 1:
         warped = cv2.resize(warped, (size, size), interpolation=cv2.INTER_AREA)
-    points = np.asarray(landmarks, np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    points = apply_affine(landmarks, matrix)
     return AlignedFace(warped, points.astype(np.float32), matrix)
 
 
@@ -69,7 +74,7 @@ def align(frame: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
 def face_roi(transform: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1): the frame pixels an aligned face of side `size` covers, clipped to the frame."""
     inverse = cv2.invertAffineTransform(transform)
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    corners = apply_affine(np.array([[0, 0], [size, 0], [0, size], [size, size]]), inverse)
     h, w = frame_shape[:2]
     x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w, h])
     x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [w, h])

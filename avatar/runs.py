@@ -213,7 +213,13 @@ class RunFolder:
     def log_rows(self) -> list[dict[str, Any]]:
         if not self.log_path.is_file():
             return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+        rows = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:          # a line torn by a kill while it was written: the checkpoint is older
+                continue
+        return rows
 
     def append_log(self, row: dict[str, Any]) -> None:
         with open(self.log_path, "a") as f:

@@ -14,7 +14,8 @@ dst = driving_B, then the run is applied to driving_B and the output is measured
   the merge's temporal smoothing on and, for comparison, off.
 The src sets (the paper's comparison, left as future work there): "gan" = --gan-faces (the GAN's selected varied
 faces from `avatar synth sample`), "random" = --n real subject_A frames at random, "monotone" = the --n most
-monotone real frames (nearest the medoid expression). Real frames are prepared at 64 px (cached in var/bench/).
+monotone real frames (nearest the medoid expression). Real frames are prepared at 64 px (every --every-th
+frame, cached in var/bench/).
 Writes results.json, strip-SET.png (driving frames above swapped ones) and side_by_side-SET.mp4 under --out.
 """
 from __future__ import annotations
@@ -60,21 +61,21 @@ def mean_embedding(video: Path, every: int, limit: int | None = None) -> np.ndar
     return np.mean(embeddings, axis=0)
 
 
-def real_face_sets(n: int, out: Path) -> dict[str, Path]:
-    """FACES folders of n random and of the n most monotone real subject_A frames (64 px, every frame)."""
+def real_face_sets(n: int, every: int, out: Path) -> dict[str, Path]:
+    """FACES folders of n random and of the n most monotone real subject_A frames (64 px, every `every`-th frame)."""
     from synth.dataset import load_metadata
     from synth.expression import expression_descriptor, monotone_subset
     from synth.prepare import PrepareOptions, prepare
     from synth.sample import export_real_faces
 
-    dataset = REPO / "var" / "bench" / "subject_A-64-every1"
-    count = prepare([SUBJECT], dataset, PrepareOptions(size=64, every=1)).info.count
+    dataset = REPO / "var" / "bench" / f"subject_A-64-every{every}"
+    count = prepare([SUBJECT], dataset, PrepareOptions(size=64, every=every)).info.count
     landmarks = np.array([m["landmarks"] for m in load_metadata(dataset)], np.float32)
     picks = {"random": np.random.default_rng(0).choice(count, min(n, count), replace=False),
              "monotone": monotone_subset(expression_descriptor(landmarks), n)}
     folders = {}
     for name, indices in picks.items():
-        folder = out / f"faces-{name}"
+        folder = out / f"faces-{name}-{n}-every{every}"
         if not (folder / "metadata.json").is_file():
             shutil.rmtree(folder, ignore_errors=True)
             export_real_faces(dataset, indices, folder)
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per src set (default 30)")
     parser.add_argument("--n", type=int, default=1000, help="faces per real src set (default 1000)")
+    parser.add_argument("--every", type=int, default=1, help="real frames: every K-th frame of subject_A")
     parser.add_argument("--gan-faces", type=Path, default=None, help="FACES folder from `avatar synth sample`")
     parser.add_argument("--sets", default="gan,random,monotone")
     parser.add_argument("--frames", type=int, default=None, help="only the first N frames of driving_B")
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     wanted = args.sets.split(",")
-    sets = {name: path for name, path in real_face_sets(args.n, args.out).items() if name in wanted}
+    sets = {name: path for name, path in real_face_sets(args.n, args.every, args.out).items() if name in wanted}
     if "gan" in wanted:
         if args.gan_faces is None:
             print("gan: no --gan-faces given (train a GAN and run `avatar synth sample RUN --n 1000`); skipped")

@@ -113,6 +113,7 @@ def main() -> None:
     for result in results:
         print(json.dumps(result))
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from avatar.align import apply_affine
 from avatar.face import face_mask
 
 ROTATION = 10.0     # degrees, either way
@@ -68,10 +69,6 @@ def _corner_aligned_weights(points: int, size: int) -> np.ndarray:
     return weights
 
 
-def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    return (np.asarray(points, np.float64) @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
-
-
 def eyes_mouth_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     """float32 [S, S]: the hulls of both eyes and the mouth, dilated by a twentieth of the side."""
     mask = np.zeros((size, size), np.float32)
@@ -88,7 +85,7 @@ def training_sample(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Gen
     size = image.shape[0]
     matrix = random_similarity(size, rng)
     target = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    points = transform_points(landmarks, matrix)
+    points = apply_affine(landmarks, matrix).astype(np.float32)
     source = target
     if warp:
         map_x, map_y = random_warp_maps(size, rng)

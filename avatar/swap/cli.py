@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avatar.swap.colour import COLOUR_MODES
-from avatar.swap.merge import BLEND_MODES
-from avatar.swap.model import PRESETS
+# Choices are checked where they are defined (presets, merge options), so that building the parser imports
+# neither torch nor dlib: every `avatar` command builds it.
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -21,6 +20,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from avatar.runs import check_device
+    from avatar.swap.data import SCAN_FILE
     from avatar.swap.merge import MergeOptions
     from avatar.swap.predictor import SwapFaceModel
     from avatar.swap.video import swap_clip, write_swapped_video
@@ -28,7 +28,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     predictor = SwapFaceModel.from_run(args.run, device)
     options = MergeOptions(colour=args.colour, blend=args.blend)
-    swapped = swap_clip(args.video, predictor, args.run / "scans" / f"{args.video.stem}.npz", args.frames, options)
+    swapped = swap_clip(args.video, predictor, args.run / "scans" / f"{args.video.stem}.npz", args.frames, options,
+                        reuse=(args.run / SCAN_FILE,))
     n = write_swapped_video(args.video, swapped, args.output, args.side_by_side, args.frames)
     counts = swapped.scan.counts()
     print(f"wrote {args.output} ({n} frames; {len(swapped.indices)} swapped, "
@@ -39,6 +40,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_bake(args: argparse.Namespace) -> int:
     from avatar.runs import check_device
+    from avatar.swap.data import SCAN_FILE
     from avatar.swap.merge import MergeOptions
     from avatar.swap.predictor import SwapFaceModel
     from avatar.swap.video import bake_clip
@@ -47,7 +49,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
         raise ValueError(f"output must be an .npz driving clip, got {args.output.name!r}")
     predictor = SwapFaceModel.from_run(args.run, check_device(args.device))
     clip = bake_clip(args.video, predictor, args.run / "scans" / f"{args.video.stem}.npz", args.frames,
-                     MergeOptions(colour=args.colour, blend=args.blend))
+                     MergeOptions(colour=args.colour, blend=args.blend), reuse=(args.run / SCAN_FILE,))
     clip.save(args.output)
     print(f"wrote {args.output} ({len(clip)} frames with the subject's face); "
           f"serve it with: avatar serve --avatar {args.output}")
@@ -58,8 +60,8 @@ def _add_merge_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, help="swap run folder")
     p.add_argument("--video", type=Path, required=True, help="driving video")
     p.add_argument("--frames", type=int, default=None, help="only the first N frames")
-    p.add_argument("--colour", default="rct", choices=COLOUR_MODES, help="colour transfer (default: %(default)s)")
-    p.add_argument("--blend", default="alpha", choices=BLEND_MODES, help="(default: %(default)s)")
+    p.add_argument("--colour", default="rct", help="colour transfer: rct, hist or none (default: %(default)s)")
+    p.add_argument("--blend", default="alpha", help="alpha or seamless (default: %(default)s)")
     p.add_argument("--device", default="cpu")
 
 
@@ -71,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--src", type=Path, required=True, help="FACES folder (avatar synth sample output)")
     p.add_argument("--dst", type=Path, required=True, help="driving video")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--preset", default="cpu64", choices=sorted(PRESETS), help="(default: %(default)s)")
+    p.add_argument("--preset", default="cpu64", help="smoke, cpu64, gpu128 or gpu256 (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--iters", type=int, default=None, help="total iterations (default: the preset's)")

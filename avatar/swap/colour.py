@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 COLOUR_MODES = ("rct", "hist", "none")
+MAX_STD_RATIO = 3.0     # Reinhard transfer scales each channel's spread by at most this
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def lab_stats(image: np.ndarray, mask: np.ndarray | None = None) -> LabStats:
 def reinhard_transfer(image: np.ndarray, source: LabStats, target: LabStats) -> np.ndarray:
     """`image` (whose statistics are `source`) with its Lab mean and std moved to `target`'s."""
     lab = to_lab(image)
-    lab = (lab - source.mean) * (target.std / source.std) + target.mean
+    ratio = np.clip(target.std / source.std, 1 / MAX_STD_RATIO, MAX_STD_RATIO)   # a flat face must not explode
+    lab = (lab - source.mean) * ratio + target.mean
     return from_lab(lab)
 
 

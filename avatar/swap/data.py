@@ -1,7 +1,7 @@
 """The swap's two face sets: the subject's faces (a FACES folder) and the driving person's (a driving video).
 
-A FACES folder is what `avatar synth sample` writes: PNGs plus `metadata.json` with each image's 68 landmarks
-in its own pixels. A folder of face images without metadata works too: their landmarks are detected. Both
+A FACES folder is what `avatar synth sample` writes: aligned PNGs plus `metadata.json` with each image's 68
+landmarks in its own pixels. A folder of other face images works too: their faces are found and aligned. Both
 sets are aligned with the one shared crop rule (`avatar.align`), so src and dst faces sit on one template.
 
 A driving video is scanned frame by frame for faces. Only frames with exactly one face are usable: the others
@@ -29,6 +29,7 @@ MIN_SRC_FACES = 16          # fewer subject faces cannot teach a decoder a perso
 MIN_USABLE_SHARE = 0.5      # a driving video with fewer usable frames is refused
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 METADATA_FILE = "metadata.json"
+SCAN_FILE = "dst_scan.npz"      # where a run folder keeps its driving video's face scan
 
 
 class SwapDataError(ValueError):
@@ -84,11 +85,12 @@ def load_faces(folder: Path, size: int, progress: bool = True) -> FaceSet:
         except OSError as exc:
             raise SwapDataError(f"cannot read face image {path}: {exc}") from None
         points = known.get(path.name)
-        if points is None or points.shape != (68, 2):
+        if points is None or points.shape != (68, 2):       # not one of ours: find the face, align it
             face = find_face_in_small(image, embed=False)
             if face is None:
                 continue
-            points = face.landmarks
+            aligned = align_face(image, face.landmarks, size)
+            image, points = aligned.image, aligned.landmarks
         image, points = _resized(image, points, size)
         images.append(image)
         landmarks.append(points)
@@ -170,20 +172,30 @@ def scan_video(video: Path, max_frames: int | None = None, progress: bool = True
                      file_digest(video))
 
 
-def cached_scan(video: Path, cache: Path, max_frames: int | None = None, progress: bool = True) -> VideoScan:
-    """scan_video, kept in `cache` (.npz) and reused while the video file and frame limit are the same."""
+def read_scan(cache: Path, digest: str, max_frames: int | None) -> VideoScan | None:
+    """The scan kept in `cache` if it is of the video with this digest and frame limit, else None."""
+    try:
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["digest"]) != digest or int(data["max_frames"]) != (max_frames or -1):
+                return None
+            return VideoScan(data["faces_found"], data["landmarks"], float(data["fps"]),
+                             tuple(int(v) for v in data["frame_size"]), digest)
+    except (OSError, KeyError, ValueError):
+        return None                                # missing or unreadable: scan again
+
+
+def cached_scan(video: Path, cache: Path, max_frames: int | None = None, progress: bool = True,
+                also: tuple[Path, ...] = ()) -> VideoScan:
+    """scan_video, kept in `cache` (.npz) and reused while the video file and frame limit are the same; a
+    matching scan in one of the `also` files (e.g. the one training made) is reused as well."""
     video, cache = Path(video), Path(cache)
     if not video.is_file():
         raise SwapDataError(f"no video at {video}")
     digest = file_digest(video)
-    if cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as data:
-                if str(data["digest"]) == digest and int(data["max_frames"]) == (max_frames or -1):
-                    return VideoScan(data["faces_found"], data["landmarks"], float(data["fps"]),
-                                     tuple(int(v) for v in data["frame_size"]), digest)
-        except (OSError, KeyError, ValueError):
-            pass                                   # unreadable cache: scan again
+    for path in (cache, *also):
+        scan = read_scan(path, digest, max_frames)
+        if scan is not None:
+            return scan
     scan = scan_video(video, max_frames, progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_npz_atomic(cache, faces_found=scan.faces_found, landmarks=scan.landmarks, fps=np.float64(scan.fps),

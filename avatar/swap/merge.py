@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from avatar.align import align, align_transform, face_roi
+from avatar.align import align, align_transform, apply_affine, face_roi
 from avatar.face import blend_into, face_mask
 from avatar.swap.colour import COLOUR_MODES, LabStats, histogram_match, lab_stats, reinhard_transfer
 
@@ -51,11 +51,14 @@ class SwappedFace:
 
 
 def blend_mask(predicted: np.ndarray, landmarks: np.ndarray, options: MergeOptions) -> np.ndarray:
-    """The predicted mask inside the landmark hull, eroded and feathered; float32 [S, S]."""
+    """The predicted mask inside the landmark hull (never less than the hull's core), eroded and feathered;
+    float32 [S, S]."""
     size = predicted.shape[0]
-    hull = face_mask(landmarks, size, feather=0.01)
-    mask = np.minimum(predicted.astype(np.float32), (hull > 0.5).astype(np.float32))
-    mask = (mask > 0.5).astype(np.float32)
+    hull = (face_mask(landmarks, size, feather=0.01) > 0.5).astype(np.float32)
+    core = cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * (size // 10) + 1,) * 2))
+    # The learned mask shapes the edge; the core of the hull is always replaced, so that a weak prediction
+    # never lets the driving person's own face show through.
+    mask = np.maximum((np.minimum(predicted, hull) > 0.5).astype(np.float32), core)
     k = int(round(options.erode * size))
     if k > 0:
         mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
@@ -73,7 +76,7 @@ def swap_faces(frames: list[np.ndarray], landmarks: np.ndarray, predictor: Predi
         faces, masks = predictor(crops[start:start + options.batch])
         for k in range(len(faces)):
             i = start + k
-            aligned_lm = landmarks[i] @ transforms[i][:, :2].T + transforms[i][:, 2]
+            aligned_lm = apply_affine(landmarks[i], transforms[i])
             out.append(SwappedFace(transforms[i], crops[i], faces[k], blend_mask(masks[k], aligned_lm, options)))
     return out
 
@@ -106,14 +109,12 @@ def _seamless(frame: np.ndarray, swapped: SwappedFace, face: np.ndarray) -> np.n
     back = cv2.warpAffine(face, swapped.transform, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     mask = cv2.warpAffine(swapped.mask, swapped.transform, (w, h), flags=flags, borderValue=0)
     binary = (mask > 0.5).astype(np.uint8) * 255
+    binary[[0, -1], :] = 0                                  # seamlessClone needs the mask off the border
+    binary[:, [0, -1]] = 0
     ys, xs = np.nonzero(binary)
     if len(xs) < 16:
         return frame
-    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-    centre = (int((x0 + x1 + 1) // 2), int((y0 + y1 + 1) // 2))
-    if x0 == 0 or y0 == 0 or x1 >= w - 1 or y1 >= h - 1:     # seamlessClone needs the mask off the border
-        binary[[0, -1], :] = 0
-        binary[:, [0, -1]] = 0
+    centre = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
     return cv2.seamlessClone(back, frame, binary, centre, cv2.NORMAL_CLONE)
 
 

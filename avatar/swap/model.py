@@ -44,6 +44,8 @@ class SwapPreset:
     def __post_init__(self) -> None:
         if self.resolution % 16 or self.resolution < 32:
             raise PresetError(f"resolution must be a multiple of 16 and at least 32, got {self.resolution}")
+        if self.checkpoint_every % self.log_every:
+            raise PresetError("checkpoint_every must be a multiple of log_every, so that checkpoints fall on log rows")
         if self.precision not in ("fp32", "bf16"):
             raise PresetError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
@@ -59,13 +61,14 @@ class SwapPreset:
 PRESETS = {
     # Tests: seconds on a CPU.
     "smoke": SwapPreset("smoke", resolution=32, e_dims=8, ae_dims=32, d_dims=8, d_mask_dims=4, batch_size=4,
-                        iters=20, checkpoint_every=10, preview_minutes=0.0, log_every=5),
+                        iters=20, checkpoint_every=10, preview_minutes=0.5, log_every=5),
     # 2 CPU cores, about two hours. 64 px because its src faces come from the GAN's cpu64 preset (64 px): a
-    # larger swap would only learn upsampled blur. Widths: 24/128/24 ran at 376 ms per step of 8 + 8 faces
-    # on 2 cores (21 faces/s per side); 32/128/32 took 650 ms and bfloat16 autocast 11 s (no fast CPU kernels
-    # for its pixel shuffles), so fp32 at 24 channels gives ~18k steps in two hours.
+    # larger swap would only learn upsampled blur. Widths 24/128/24: bench/swap_speed.py measured 2.0 steps/s
+    # of 8 + 8 faces (476 ms a step at 54% of the fp32 matmul peak, 14 ms to make a batch) on 2 cores, so
+    # 14k steps take about two hours. 32/128/32 took 650 ms a step, and bfloat16 autocast 11 s (no fast CPU
+    # kernels for its pixel shuffles), so fp32 at 24 channels.
     "cpu64": SwapPreset("cpu64", resolution=64, e_dims=24, ae_dims=128, d_dims=24, d_mask_dims=8,
-                        batch_size=8, lr=1e-4, iters=18_000, checkpoint_every=500, preview_minutes=5.0),
+                        batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500, preview_minutes=5.0),
     # GPU presets: DFL's DF at 128 and 256 px (--device cuda).
     "gpu128": SwapPreset("gpu128", resolution=128, e_dims=64, ae_dims=256, d_dims=64, d_mask_dims=22,
                          batch_size=32, iters=80_000, checkpoint_every=2000, preview_minutes=2.0,

@@ -6,6 +6,8 @@ Adam's state and the augmentation RNG, so `--resume` continues exactly as if nev
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,13 @@ from avatar.runs import (RunFolder, check_device, exclusive_run_folder, latest_c
                          load_checkpoint, save_checkpoint)
 from avatar.swap.augment import training_sample
 from avatar.swap.colour import LabStats, lab_stats, reinhard_transfer
-from avatar.swap.data import FaceSet, cached_scan, check_usable, driving_faces, load_faces
+from avatar.swap.data import SCAN_FILE, FaceSet, cached_scan, check_usable, driving_faces, load_faces
 from avatar.swap.losses import identity_loss
 from avatar.swap.model import SwapModel, SwapPreset, get_preset
 
 SEED = 0
 PREVIEW_COLUMNS = 8     # = avatar.runs.GRID_COLS: one face per column in every row
 LOSS_PANELS = [[("loss_src", "src"), ("loss_dst", "dst")], [("mask_src", "mask src"), ("mask_dst", "mask dst")]]
-SCAN_FILE = "dst_scan.npz"
 
 
 class SwapTrainingError(ValueError):
@@ -145,7 +146,7 @@ class SwapTrainer:
 
 def _load_run_state(out: Path) -> dict[str, Any]:
     state = load_checkpoint(latest_checkpoint(out))
-    for key in ("preset", "iter", "model", "opt", "sampler"):
+    for key in ("preset", "iter", "model", "opt", "sampler", "run"):
         if key not in state:
             raise SwapTrainingError(f"{latest_checkpoint(out)} is not a swap checkpoint (no {key!r})")
     return state
@@ -169,40 +170,78 @@ def run_swap_training(options: SwapTrainOptions) -> Path:
         return _train(options, preset, state, device)
 
 
+def _run_settings(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None,
+                  digest: str) -> dict[str, Any]:
+    """What the run trains on and for how long: stored in every checkpoint, kept on resume."""
+    if state is None:
+        return {"iters": options.iters or preset.iters, "dst_frames": options.dst_frames, "dst_digest": digest}
+    stored = dict(state["run"])
+    if stored["dst_digest"] != digest or (options.dst_frames or stored["dst_frames"]) != stored["dst_frames"]:
+        raise SwapTrainingError(f"--resume: {options.dst} (first {options.dst_frames or 'all'} frames) is not the "
+                                "driving video this run was trained on; resume with the same video, or start a "
+                                "new run")
+    if options.iters is not None:
+        stored["iters"] = options.iters
+    return stored
+
+
+class _StopRequest:
+    """Ctrl-C during training asks for a stop after the current step (so weights and RNG stay consistent)."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def _ask(self, signum: int, frame: Any) -> None:
+        self.asked = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None, device: str) -> Path:
     out = Path(options.out)
-    scan = cached_scan(options.dst, out / SCAN_FILE, options.dst_frames, options.progress)
+    dst_frames = state["run"]["dst_frames"] if state else options.dst_frames
+    scan = cached_scan(options.dst, out / SCAN_FILE, dst_frames, options.progress)
+    settings = _run_settings(options, preset, state, scan.digest)
     check_usable(scan, options.dst)
     src = load_faces(options.src, preset.resolution, options.progress)
-    dst = driving_faces(options.dst, scan, preset.resolution, options.dst_frames)
+    dst = driving_faces(options.dst, scan, preset.resolution, dst_frames)
     sampler = PairSampler(src, dst, preset.warp)
     trainer = SwapTrainer(preset, device)
     folder = RunFolder(out, x="iter", panels=LOSS_PANELS)
-    total = options.iters or preset.iters
+    total = settings["iters"]
+    window: list[dict[str, float]] = []          # steps since the last log row
     if state is not None:
         trainer.load_state_dict(state)
         sampler.set_state(state["sampler"])
-        folder.resume(trainer.iter)
+        window = list(state.get("window", []))
+        folder.resume(trainer.iter, total_iters=total)
     else:
         folder.start({"preset": preset.to_dict(), "src": str(options.src), "dst": str(options.dst),
-                      "dst_frames": options.dst_frames, "device": device, "src_faces": len(src),
+                      "dst_frames": dst_frames, "total_iters": total, "device": device, "src_faces": len(src),
                       "dst_faces": len(dst), "dst_scan": scan.counts()})
 
     def checkpoint() -> Path:
-        return save_checkpoint({**trainer.state_dict(), "sampler": sampler.state()}, out, trainer.iter)
+        return save_checkpoint({**trainer.state_dict(), "sampler": sampler.state(), "run": settings,
+                                "window": window}, out, trainer.iter)
 
     def preview() -> None:
         folder.save_samples(trainer.preview(src, dst), trainer.iter)      # also brings losses.png up to date
 
     deadline = None if options.minutes is None else time.monotonic() + options.minutes * 60
-    last_preview = time.monotonic()
-    window: list[dict[str, float]] = []
-    tick = time.monotonic()
+    last_preview = tick = time.monotonic()
     bar = tqdm(total=total, initial=trainer.iter, desc=f"swap {preset.name}", unit="it",
                disable=not options.progress)
     path = latest_checkpoint_or_none(out)
-    try:
-        while trainer.iter < total:
+    with _StopRequest() as stop:
+        while trainer.iter < total and not stop.asked:
             window.append(trainer.step(*sampler.batch(preset.batch_size)))
             bar.update(1)
             if trainer.iter % preset.log_every == 0 or trainer.iter == total:
@@ -219,16 +258,14 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
                     last_preview = time.monotonic()
             if deadline is not None and time.monotonic() >= deadline:
                 break
-    except KeyboardInterrupt:
-        bar.close()
-        path = checkpoint()
-        print(f"\nstopped at iteration {trainer.iter}; checkpoint {path}\n"
-              f"continue with: avatar swap train --src {options.src} --dst {options.dst} --out {out} --resume")
-        raise
     bar.close()
     if path is None or not path.name.endswith(f"{trainer.iter:09d}.pt"):
         path = checkpoint()
     preview()
+    if stop.asked:
+        print(f"\nstopped at iteration {trainer.iter}; checkpoint {path}\n"
+              f"continue with: avatar swap train --src {options.src} --dst {options.dst} --out {out} --resume")
+        raise KeyboardInterrupt
     return path
 
 

@@ -23,6 +23,9 @@ from avatar.swap.data import VideoScan, cached_scan, check_usable, read_frames
 from avatar.swap.merge import MergeOptions, Predictor, merge_clip
 
 
+CHUNK = 256       # frames merged at once
+
+
 @dataclass(frozen=True)
 class SwappedClip:
     """A driving clip's frames with the subject's face, and which of them were swapped."""
@@ -39,19 +42,20 @@ def _runs(usable: np.ndarray) -> list[tuple[int, int]]:
 
 
 def swap_clip(video: Path, predictor: Predictor, scan_cache: Path, max_frames: int | None = None,
-              options: MergeOptions = MergeOptions(), size: int = FACE_SIZE, progress: bool = True) -> SwappedClip:
+              options: MergeOptions = MergeOptions(), size: int = FACE_SIZE, progress: bool = True,
+              reuse: tuple[Path, ...] = ()) -> SwappedClip:
     """Every usable frame of `video` with the subject's face, merged shot by shot (temporal smoothing inside a
-    run of consecutive usable frames only)."""
-    scan = cached_scan(video, scan_cache, max_frames, progress)
+    run of consecutive usable frames only). The face scan is kept in `scan_cache` (or taken from `reuse`)."""
+    scan = cached_scan(video, scan_cache, max_frames, progress, also=reuse)
     check_usable(scan, video)
     frames = list(read_frames(video, max_frames))
     runs = _runs(scan.usable[: len(frames)])
+    pad = int(np.ceil(4 * max(options.landmark_sigma, options.colour_sigma))) + 1   # gaussian_filter1d's reach
     out: list[np.ndarray] = []
     bar = tqdm(total=sum(b - a for a, b in runs), desc="swap frames", unit="frame", disable=not progress)
     for a, b in runs:
-        for start in range(a, b, 256):     # bounded memory: smoothing is local, chunks overlap by its reach
-            stop = min(b, start + 256)
-            pad = 12
+        for start in range(a, b, CHUNK):     # the predictor's work in chunks that overlap by the smoothing's reach
+            stop = min(b, start + CHUNK)
             lo, hi = max(a, start - pad), min(b, stop + pad)
             merged = merge_clip(frames[lo:hi], scan.landmarks[lo:hi], predictor, size, options)
             out.extend(merged[start - lo: stop - lo])
@@ -62,10 +66,11 @@ def swap_clip(video: Path, predictor: Predictor, scan_cache: Path, max_frames: i
 
 
 def bake_clip(video: Path, predictor: Predictor, scan_cache: Path, max_frames: int | None = None,
-              options: MergeOptions = MergeOptions(), progress: bool = True) -> DrivingClip:
+              options: MergeOptions = MergeOptions(), progress: bool = True,
+              reuse: tuple[Path, ...] = ()) -> DrivingClip:
     """The avatar's driving clip with the subject's face in every frame, rendered once ahead of time: the
     renderer then blends these frames without torch (its identity face model leaves them as they are)."""
-    swapped = swap_clip(video, predictor, scan_cache, max_frames, options, progress=progress)
+    swapped = swap_clip(video, predictor, scan_cache, max_frames, options, progress=progress, reuse=reuse)
     landmarks = swapped.scan.landmarks[swapped.indices]
     return DrivingClip.from_landmarks(np.stack(swapped.frames), landmarks, source=f"swapped:{video}")
 
@@ -125,11 +130,20 @@ def write_swapped_video(video: Path, swapped: SwappedClip, out: Path, side_by_si
 
 
 def _copy_audio(source, audio_in, audio_out, sink, seconds: float) -> None:
-    """Re-encode the source's audio into the sink, up to `seconds` (the video's length)."""
+    """Re-encode the source's audio into the sink over the video's time span (its first frame at 0 s, as the
+    rewritten video's), with timestamps counted in samples so that nothing drifts."""
+    video = source.streams.video[0]
+    start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
     source.seek(0)
+    written = 0
     for frame in source.decode(audio_in):
-        if frame.time is not None and frame.time >= seconds:
+        t = (frame.time or 0.0) - start
+        if t + frame.samples / frame.sample_rate <= 0:
+            continue
+        if t >= seconds:
             break
-        frame.pts = None
+        frame.pts = written
+        frame.time_base = Fraction(1, frame.sample_rate)
+        written += frame.samples
         sink.mux(audio_out.encode(frame))
     sink.mux(audio_out.encode(None))

@@ -49,7 +49,20 @@ def test_smoke_train_and_apply_on_real_footage(subject_faces, tmp_path):
     assert apply.returncode == 0, apply.stderr
     with av.open(str(out)) as container:
         assert container.streams.audio, "the driving clip's audio is kept"
+        samples = sum(f.samples for f in container.decode(audio=0))
+        rate = container.streams.audio[0].rate
+    with av.open(str(out)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == FRAMES
-    with_face = sum(len(find_faces(f, upsample=0, embed=False)) == 1 for f in frames)
-    assert with_face >= 0.95 * FRAMES
+    assert abs(samples / rate - FRAMES / 30) < 0.1                        # audio as long as the video
+    faces = [find_faces(f, upsample=0, embed=False) for f in frames]
+    assert sum(len(found) == 1 for found in faces) >= 0.95 * FRAMES
+    # The face was replaced: inside the driving face the output differs from the driving frame.
+    from avatar.swap.data import read_frames
+    driving = list(read_frames(DRIVING, FRAMES))
+    changed = []
+    for original, frame in zip(driving[::10], frames[::10]):
+        lm = find_faces(original, upsample=0, embed=False)[0].landmarks
+        (x0, y0), (x1, y1) = lm[17:48].min(0).astype(int), lm[17:48].max(0).astype(int)
+        changed.append(np.abs(frame[y0:y1, x0:x1].astype(int) - original[y0:y1, x0:x1]).mean())
+    assert min(changed) > 8

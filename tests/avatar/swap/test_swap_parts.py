@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from avatar.align import align_face, align_transform
+from avatar.align import align_face, align_transform, apply_affine
 from avatar.face import TEMPLATE_68, face_mask
 from avatar.swap.augment import random_warp_maps, training_sample
 from avatar.swap.colour import histogram_match, lab_stats, rct
 from avatar.swap.losses import dssim, identity_loss
-from avatar.swap.merge import MergeOptions, merge_frame, smooth_along_time
+from avatar.swap.merge import MergeOptions, merge_frame, smooth_along_time, swap_faces
 from avatar.swap.model import PRESETS, PresetError, SwapModel, SwapPreset, get_preset
 from avatar.swap.train import SwapTrainer
 
@@ -136,11 +136,31 @@ def test_paste_back_puts_the_face_where_the_landmarks_are():
 
 
 def test_swap_crops_use_the_renderers_alignment(default_clip):
-    lm = default_clip.landmarks[0]
-    aligned = align_face(default_clip.frames[0], lm, 64)
-    assert np.allclose(aligned.matrix, align_transform(lm, 64))
-    projected = lm @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]
-    assert np.allclose(aligned.landmarks, projected, atol=1e-3)
+    from avatar.face import IdentityFaceModel
+    from avatar.render import Renderer
+
+    frames, landmarks = list(default_clip.frames[:3]), default_clip.landmarks[:3]
+    keep = lambda faces: (faces, np.ones(faces.shape[:3], np.float32))  # noqa: E731
+    swapped = swap_faces(frames, landmarks, keep, 256, MergeOptions())
+    renderer = Renderer(default_clip, IdentityFaceModel())
+    for k, face in enumerate(swapped):
+        assert np.allclose(face.transform, renderer._transforms[k])         # the merge's crop is the renderer's
+        aligned = align_face(frames[k], landmarks[k], 64)                    # ... and the training crop's
+        assert np.allclose(aligned.matrix * [[4], [4]], face.transform)
+        assert np.allclose(aligned.landmarks, apply_affine(landmarks[k], aligned.matrix), atol=1e-3)
+
+
+def test_unusable_frames_are_held_from_the_nearest_swapped_one():
+    from avatar.swap.data import VideoScan
+    from avatar.swap.video import SwappedClip, _runs, held_frames
+
+    usable = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0], bool)
+    assert _runs(usable) == [(1, 3), (5, 6), (7, 10)]
+    indices = np.flatnonzero(usable)
+    frames = [np.full((2, 2, 3), i, np.uint8) for i in indices]          # each swapped frame shows its index
+    scan = VideoScan(usable.astype(np.int16), np.zeros((11, 68, 2), np.float32), 25.0, (2, 2), "")
+    held = [int(f[0, 0, 0]) for f in held_frames(SwappedClip(frames, indices, scan), 11)]
+    assert held == [1, 1, 2, 2, 5, 5, 5, 7, 8, 9, 9]                     # no frame left without a swapped face
 
 
 def test_temporal_smoothing_removes_jitter_and_keeps_the_track():

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -16,7 +18,7 @@ from avatar.runs import RunFolderBusy, exclusive_run_folder, latest_checkpoint, 
 from avatar.swap.data import SwapDataError, load_faces
 from avatar.swap.train import SwapTrainingError, SwapTrainOptions, run_swap_training
 
-from conftest import write_faces, write_video
+from swap_support import write_faces, write_video
 
 REPO = Path(__file__).resolve().parents[3]
 AVATAR = [sys.executable, "-m", "avatar.cli"]
@@ -138,3 +140,25 @@ def test_bake_gives_a_driving_clip_with_swapped_faces(smoke_run, avatar_video, d
     assert np.abs(clip.frames[0][:40].astype(int) - source[:40]).mean() < 2                      # background kept
     frame = Renderer(clip, IdentityFaceModel()).render(0)                            # renders without torch
     assert frame.shape == clip.frames[0].shape
+
+
+def test_ctrl_c_checkpoints_and_resume_matches_an_uninterrupted_run(avatar_faces, avatar_video, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    args = ["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--preset", "smoke", "--iters", "100"]
+    assert run_cli(args + ["--out", straight]).returncode == 0
+    process = subprocess.Popen(AVATAR + [str(a) for a in args + ["--out", stopped]], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list((stopped / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    assert "--resume" in out and "checkpoint" in out
+    stopped_at = load_checkpoint(latest_checkpoint(stopped))["iter"]
+    assert 0 < stopped_at < 100
+    result = run_cli(["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--out", stopped, "--resume"])
+    assert result.returncode == 0, result.stderr
+    a, b = _weights(straight), _weights(stopped)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(latest_checkpoint(stopped))["iter"] == 100          # the run's own length, kept
