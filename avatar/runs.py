@@ -99,7 +99,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)   # tensors and plain data only
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
 

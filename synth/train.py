@@ -274,7 +274,10 @@ class GanTrainer:
 
 
 def _rng_state(device: str) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # numpy's key array as a tensor: checkpoints are read with torch.load(weights_only=True), which refuses arrays
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if device.startswith("cuda"):
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -282,7 +285,8 @@ def _rng_state(device: str) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], device: str) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state and device.startswith("cuda"):
         torch.cuda.set_rng_state(state["cuda"], device)
