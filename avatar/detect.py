@@ -8,10 +8,11 @@ same network face_recognition.face_encodings uses. Embeddings of one person are 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 
 import cv2
 import numpy as np
-from face_recognition import api as fr_api
 
 TOLERANCE = 0.6          # face_recognition's default: same person when the embedding distance is at most this
 MIN_DETECT_SIDE = 256    # smaller images are enlarged to this short side (bicubic) before detection
@@ -32,6 +33,15 @@ class Face:
         return (right - left) * (bottom - top)
 
 
+@cache
+def _dlib() -> ModuleType:
+    """face_recognition's loaded dlib models, read on first use: modules that only import this one (to train on
+    faces already found, say) start without them."""
+    from face_recognition import api
+
+    return api
+
+
 def auto_upsample(image: np.ndarray) -> int:
     """HOG pyramid upsampling for a frame: one step below 720 px short side (faces down to ~40 px), else none."""
     return 1 if min(image.shape[:2]) < 720 else 0
@@ -48,6 +58,7 @@ def find_faces(image: np.ndarray, upsample: int | None = None, embed: bool = Tru
         raise ValueError(f"find_faces expects an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
     image = np.ascontiguousarray(image)     # dlib silently misreads strided arrays (PyAV rows can be padded)
     level = auto_upsample(image) if upsample is None else upsample
+    fr_api = _dlib()
     rects, scores, _ = fr_api.face_detector.run(image, level, 0.0)
     if len(rects) == 0 and retry:
         rects, scores, _ = fr_api.face_detector.run(image, level + 1, 0.0)

@@ -27,6 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from avatar.align import align_face
+from avatar.distributed import World
 from avatar.default_avatar import load_default_clip
 from avatar.swap.data import FaceSet
 from avatar.swap.merge import MergeOptions, merge_clip
@@ -51,7 +52,7 @@ def probe_peak(a: torch.Tensor) -> float:
 def bench_preset(name: str, seconds: float, device: str, clip) -> dict:
     preset = get_preset(name)
     r, n = preset.resolution, preset.batch_size
-    trainer = SwapTrainer(preset, device)
+    trainer = SwapTrainer(preset, World(device=device))
     src, dst = random_batch(n, r), random_batch(n, r)
     trainer.step(src, dst)
     with FlopCounterMode(display=False) as counter:
@@ -75,8 +76,8 @@ def bench_preset(name: str, seconds: float, device: str, clip) -> dict:
     sampler = PairSampler(face_set, face_set, preset.warp)
     t0 = time.perf_counter()
     batches = 5
-    for _ in range(batches):
-        sampler.batch(n)
+    for k in range(batches):
+        sampler.batch(k, n)
     batch_s = (time.perf_counter() - t0) / batches
 
     predictor = SwapFaceModel(trainer.model, device)

@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from avatar.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module, close_world,
+                                init_world, main_decides)
 from avatar.runs import (GRID_COLS, RunFolder, check_device, exclusive_run_folder, latest_checkpoint, list_checkpoints,
                          load_checkpoint, save_checkpoint)
 from synth.augment import diff_augment, parse_policy
 from synth.dataset import load_images
-from synth.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module, close_world,
-                               init_world)
 from synth.networks import Discriminator, Generator, build_networks
 from synth.presets import Preset, get_preset, resolve_precision
 
@@ -341,10 +341,7 @@ def _out_of_time(deadline: float | None, world: World) -> bool:
     """Whether the wall-clock budget is spent; every process follows the main one's clock."""
     if deadline is None:
         return False
-    flag = torch.tensor([float(time.monotonic() >= deadline)], device=world.device)
-    if world.size > 1:
-        torch.distributed.broadcast(flag, src=0)
-    return bool(flag.item())
+    return main_decides(time.monotonic() >= deadline, world)
 
 
 def tune_cpu_process() -> None:

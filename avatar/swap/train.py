@@ -2,21 +2,27 @@
 
 A run folder holds options.json, log.jsonl, losses.png, grids/ (previews, rows: dst, dst->src, its mask, src, src
 reconstruction), checkpoints/ and the driving video's face scan. A checkpoint holds the preset, the weights,
-Adam's state and the augmentation RNG, so `--resume` continues exactly as if never stopped.
+Adam's state and the iteration; batch k is drawn from a generator seeded with k, so `--resume` continues exactly
+as if never stopped. Under torchrun each process trains on its share of every batch and gradients are averaged.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from avatar.distributed import (World, average_gradients, average_values, barrier, broadcast_module, close_world,
+                                init_world, main_decides)
 from avatar.face import face_mask
 from avatar.runs import (RunFolder, check_device, exclusive_run_folder, latest_checkpoint, list_checkpoints,
                          load_checkpoint, save_checkpoint)
@@ -52,36 +58,52 @@ class SwapTrainOptions:
 
 
 class PairSampler:
-    """Random augmented batches of both identities from one seeded generator (its state is checkpointed)."""
+    """Augmented batches of both identities. Batch k of process r is drawn from its own generator, seeded with
+    (SEED, r, k): a batch depends only on its number, so batches can be made ahead on worker threads and a
+    resumed run draws exactly the batches it would have drawn."""
 
-    def __init__(self, src: FaceSet, dst: FaceSet, warp: bool, seed: int = SEED):
-        self.src, self.dst, self.warp = src, dst, warp
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, src: FaceSet, dst: FaceSet, warp: bool, rank: int = 0, seed: int = SEED):
+        self.src, self.dst, self.warp, self.rank, self.seed = src, dst, warp, rank, seed
         hull = lambda lm: face_mask(lm, src.size, feather=0.01)  # noqa: E731
         self.src_stats = [lab_stats(im, hull(lm)) for im, lm in zip(src.images, src.landmarks)]
         self.dst_stats = [lab_stats(im, hull(lm)) for im, lm in zip(dst.images, dst.landmarks)]
 
-    def _side(self, faces: FaceSet, n: int, recolour: bool) -> dict[str, torch.Tensor]:
-        picks = self.rng.integers(0, len(faces), n)
+    def _side(self, faces: FaceSet, n: int, recolour: bool, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        picks = rng.integers(0, len(faces), n)
         samples = []
         for i in picks:
             image = faces.images[i]
             if recolour:        # the subject's face in the colours of a random driving frame
-                target: LabStats = self.dst_stats[int(self.rng.integers(0, len(self.dst_stats)))]
+                target: LabStats = self.dst_stats[int(rng.integers(0, len(self.dst_stats)))]
                 image = reinhard_transfer(image, self.src_stats[i], target)
-            samples.append(training_sample(image, faces.landmarks[i], self.rng, self.warp))
+            samples.append(training_sample(image, faces.landmarks[i], rng, self.warp))
         stack = lambda key: np.stack([getattr(s, key) for s in samples])  # noqa: E731
         return {"input": _images(stack("input")), "target": _images(stack("target")),
                 "mask": torch.from_numpy(stack("mask"))[:, None], "eyes_mouth": torch.from_numpy(stack("eyes_mouth"))[:, None]}
 
-    def batch(self, n: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        return self._side(self.src, n, recolour=True), self._side(self.dst, n, recolour=False)
+    def batch(self, index: int, n: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Batch number `index`: n augmented src faces and n dst faces."""
+        rng = np.random.default_rng([self.seed, self.rank, index])
+        return self._side(self.src, n, True, rng), self._side(self.dst, n, False, rng)
 
-    def state(self) -> dict[str, Any]:
-        return self.rng.bit_generator.state
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state
+class Prefetcher:
+    """Makes the next `depth` batches on `workers` threads while the model trains on the current one (OpenCV and
+    numpy release the GIL, so a GPU is not left waiting for augmentation)."""
+
+    def __init__(self, make: Callable[[int], Any], workers: int, depth: int):
+        self.make, self.depth = make, depth
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swap-batches")
+        self.pending: dict[int, Future] = {}
+
+    def get(self, index: int) -> Any:
+        for k in range(index, index + self.depth):
+            if k not in self.pending:
+                self.pending[k] = self.pool.submit(self.make, k)
+        return self.pending.pop(index).result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _images(array: np.ndarray) -> torch.Tensor:
@@ -89,13 +111,17 @@ def _images(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255)
 
 
-class SwapTrainer:
-    """The model, its optimiser, and one training step."""
+LOSS_KEYS = ("loss_src", "loss_dst", "mask_src", "mask_dst")
 
-    def __init__(self, preset: SwapPreset, device: str = "cpu"):
+
+class SwapTrainer:
+    """The model, its optimiser, and one training step (gradients averaged over torchrun's processes)."""
+
+    def __init__(self, preset: SwapPreset, world: World = World()):
         torch.manual_seed(SEED)
-        self.preset, self.device = preset, device
-        self.model = SwapModel(preset).to(device)
+        self.preset, self.world, self.device = preset, world, world.device
+        self.model = SwapModel(preset).to(self.device)
+        broadcast_module(self.model, world)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=preset.lr, betas=(0.5, 0.999))
         self.iter = 0
 
@@ -103,7 +129,8 @@ class SwapTrainer:
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
         return torch.autocast(kind, dtype=torch.bfloat16, enabled=self.preset.precision == "bf16")
 
-    def step(self, src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> dict[str, float]:
+    def step(self, src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One step; returns this process's losses (LOSS_KEYS order) as a tensor on the device, unsynchronised."""
         to = lambda side: {k: v.to(self.device, non_blocking=True) for k, v in side.items()}  # noqa: E731
         src, dst = to(src), to(dst)
         with self._autocast():
@@ -111,15 +138,12 @@ class SwapTrainer:
         w = self.preset.eyes_mouth_weight
         ls = identity_loss(out["src"].float(), out["src_mask"].float(), src["target"], src["mask"], src["eyes_mouth"], w)
         ld = identity_loss(out["dst"].float(), out["dst_mask"].float(), dst["target"], dst["mask"], dst["eyes_mouth"], w)
-        total = ls["total"] + ld["total"]
-        if not torch.isfinite(total):
-            raise SwapTrainingError(f"the loss became {total.item()} at iteration {self.iter}; lower the lr")
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
+        (ls["total"] + ld["total"]).backward()
+        average_gradients(list(self.model.parameters()), self.world)
         self.opt.step()
         self.iter += 1
-        return {"loss_src": ls["total"].item(), "loss_dst": ld["total"].item(),
-                "mask_src": ls["mask"].item(), "mask_dst": ld["mask"].item()}
+        return torch.stack([ls["total"], ld["total"], ls["mask"], ld["mask"]]).detach()
 
     @torch.no_grad()
     def preview(self, src: FaceSet, dst: FaceSet) -> torch.Tensor:
@@ -146,14 +170,18 @@ class SwapTrainer:
 
 def _load_run_state(out: Path) -> dict[str, Any]:
     state = load_checkpoint(latest_checkpoint(out))
-    for key in ("preset", "iter", "model", "opt", "sampler", "run"):
+    for key in ("preset", "iter", "model", "opt", "run"):
         if key not in state:
             raise SwapTrainingError(f"{latest_checkpoint(out)} is not a swap checkpoint (no {key!r})")
     return state
 
 
 def run_swap_training(options: SwapTrainOptions) -> Path:
-    """Train (or continue) a swap run; returns the last checkpoint. Ctrl-C checkpoints before it stops."""
+    """Train (or continue) a swap run; returns the last checkpoint. Ctrl-C checkpoints before it stops.
+
+    Under torchrun each process trains on its share of every batch and the gradients are averaged; only the main
+    process (rank 0) locks and writes the run folder.
+    """
     device = check_device(options.device)
     if options.iters is not None and options.iters <= 0:
         raise SwapTrainingError("--iters must be positive")
@@ -166,8 +194,15 @@ def run_swap_training(options: SwapTrainOptions) -> Path:
         raise SwapTrainingError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     state = _load_run_state(out) if options.resume else None
     preset = SwapPreset.from_dict(state["preset"]) if state else get_preset(options.preset)
-    with exclusive_run_folder(out):
-        return _train(options, preset, state, device)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with exclusive_run_folder(out) if main_process else contextlib.nullcontext():
+        created_group = not torch.distributed.is_initialized()
+        world = init_world(device)
+        try:
+            return _train(options, preset, state, world)
+        finally:
+            if created_group:
+                close_world(world)
 
 
 def _run_settings(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None,
@@ -205,68 +240,99 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None, device: str) -> Path:
+def _batch_workers(world: World) -> int:
+    """Threads making batches: one beside a CPU run (its cores are busy training), several for a GPU."""
+    if not world.device.startswith("cuda"):
+        return 1
+    return max(1, min(8, (os.cpu_count() or 1) // world.size - 1))
+
+
+def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None, world: World) -> Path:
     out = Path(options.out)
+    if preset.batch_size % world.size:
+        raise SwapTrainingError(f"batch size {preset.batch_size} does not split over {world.size} processes")
+    if world.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
     dst_frames = state["run"]["dst_frames"] if state else options.dst_frames
-    scan = cached_scan(options.dst, out / SCAN_FILE, dst_frames, options.progress)
+    progress = options.progress and world.is_main
+    if not world.is_main:
+        barrier(world)                                  # the main process scans the video once and caches it
+    scan = cached_scan(options.dst, out / SCAN_FILE, dst_frames, progress)
+    if world.is_main:
+        barrier(world)
     settings = _run_settings(options, preset, state, scan.digest)
     check_usable(scan, options.dst)
-    src = load_faces(options.src, preset.resolution, options.progress)
+    src = load_faces(options.src, preset.resolution, progress)
     dst = driving_faces(options.dst, scan, preset.resolution, dst_frames)
-    sampler = PairSampler(src, dst, preset.warp)
-    trainer = SwapTrainer(preset, device)
+    sampler = PairSampler(src, dst, preset.warp, world.rank)
+    trainer = SwapTrainer(preset, world)
     folder = RunFolder(out, x="iter", panels=LOSS_PANELS)
     total = settings["iters"]
-    window: list[dict[str, float]] = []          # steps since the last log row
+    window: list[torch.Tensor] = []          # each step's losses since the last log row (main process's)
     if state is not None:
         trainer.load_state_dict(state)
-        sampler.set_state(state["sampler"])
-        window = list(state.get("window", []))
+        window = [torch.tensor([w[k] for k in LOSS_KEYS]) for w in state.get("window", [])]
+    if world.is_main and state is not None:
         folder.resume(trainer.iter, total_iters=total)
-    else:
+    elif world.is_main:
         folder.start({"preset": preset.to_dict(), "src": str(options.src), "dst": str(options.dst),
-                      "dst_frames": dst_frames, "total_iters": total, "device": device, "src_faces": len(src),
-                      "dst_faces": len(dst), "dst_scan": scan.counts()})
+                      "dst_frames": dst_frames, "total_iters": total, "device": world.device,
+                      "world_size": world.size, "src_faces": len(src), "dst_faces": len(dst),
+                      "dst_scan": scan.counts()})
 
-    def checkpoint() -> Path:
-        return save_checkpoint({**trainer.state_dict(), "sampler": sampler.state(), "run": settings,
-                                "window": window}, out, trainer.iter)
+    def checkpoint() -> Path | None:
+        if not world.is_main:
+            return None
+        rows = [dict(zip(LOSS_KEYS, w.tolist())) for w in window]
+        return save_checkpoint({**trainer.state_dict(), "run": settings, "window": rows}, out, trainer.iter)
 
     def preview() -> None:
-        folder.save_samples(trainer.preview(src, dst), trainer.iter)      # also brings losses.png up to date
+        if world.is_main:
+            folder.save_samples(trainer.preview(src, dst), trainer.iter)      # also brings losses.png up to date
 
+    per_process = preset.batch_size // world.size
+    batches = Prefetcher(lambda k: sampler.batch(k, per_process), _batch_workers(world), depth=3)
     deadline = None if options.minutes is None else time.monotonic() + options.minutes * 60
     last_preview = tick = time.monotonic()
-    bar = tqdm(total=total, initial=trainer.iter, desc=f"swap {preset.name}", unit="it",
-               disable=not options.progress)
+    bar = tqdm(total=total, initial=trainer.iter, desc=f"swap {preset.name}", unit="it", disable=not progress)
     path = latest_checkpoint_or_none(out)
-    with _StopRequest() as stop:
-        while trainer.iter < total and not stop.asked:
-            window.append(trainer.step(*sampler.batch(preset.batch_size)))
-            bar.update(1)
-            if trainer.iter % preset.log_every == 0 or trainer.iter == total:
-                now = time.monotonic()
-                row = {"iter": trainer.iter, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
-                       "it_per_s": round(len(window) / max(now - tick, 1e-9), 3)}
-                folder.append_log(row)
-                bar.set_postfix(src=f"{row['loss_src']:.3f}", dst=f"{row['loss_dst']:.3f}")
-                window, tick = [], now
-            if trainer.iter % preset.checkpoint_every == 0:
-                path = checkpoint()
-                if time.monotonic() - last_preview >= preset.preview_minutes * 60:
-                    preview()
-                    last_preview = time.monotonic()
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-    bar.close()
+    try:
+        with _StopRequest() as stop:
+            while trainer.iter < total:
+                window.append(trainer.step(*batches.get(trainer.iter)))
+                bar.update(1)
+                if trainer.iter % preset.log_every == 0 or trainer.iter == total:
+                    losses = average_values(torch.stack(window).mean(0), world).tolist()
+                    if not all(np.isfinite(losses)):
+                        raise SwapTrainingError(f"the loss became {losses} by iteration {trainer.iter}; the run "
+                                                "stops before checkpointing it: resume with a lower lr")
+                    now = time.monotonic()
+                    row = {"iter": trainer.iter, **dict(zip(LOSS_KEYS, losses)),
+                           "it_per_s": round(len(window) / max(now - tick, 1e-9), 3)}
+                    if world.is_main:
+                        folder.append_log(row)
+                    bar.set_postfix(src=f"{row['loss_src']:.3f}", dst=f"{row['loss_dst']:.3f}")
+                    window, tick = [], now
+                if trainer.iter % preset.checkpoint_every == 0:
+                    path = checkpoint() or path
+                    if time.monotonic() - last_preview >= preset.preview_minutes * 60:
+                        preview()
+                        last_preview = time.monotonic()
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                if main_decides(stop.asked or out_of_time, world):
+                    break
+    finally:
+        batches.close()
+        bar.close()
     if path is None or not path.name.endswith(f"{trainer.iter:09d}.pt"):
-        path = checkpoint()
+        path = checkpoint() or path
     preview()
+    barrier(world)
     if stop.asked:
         print(f"\nstopped at iteration {trainer.iter}; checkpoint {path}\n"
               f"continue with: avatar swap train --src {options.src} --dst {options.dst} --out {out} --resume")
         raise KeyboardInterrupt
-    return path
+    return path or latest_checkpoint(out)
 
 
 def latest_checkpoint_or_none(out: Path) -> Path | None:

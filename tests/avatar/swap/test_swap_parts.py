@@ -15,7 +15,7 @@ from avatar.swap.colour import histogram_match, lab_stats, rct
 from avatar.swap.losses import dssim, identity_loss
 from avatar.swap.merge import MergeOptions, merge_frame, smooth_along_time, swap_faces
 from avatar.swap.model import PRESETS, PresetError, SwapModel, SwapPreset, get_preset
-from avatar.swap.train import SwapTrainer
+from avatar.swap.train import LOSS_KEYS, SwapTrainer
 
 
 def test_model_shapes_for_every_preset():
@@ -55,9 +55,9 @@ def test_a_few_smoke_steps_lower_the_loss():
     preset = replace(get_preset("smoke"), lr=1e-3)
     trainer = SwapTrainer(preset)
     src, dst = _batch(4, 32, 1), _batch(4, 32, 2)
-    first = trainer.step(src, dst)
+    first = dict(zip(LOSS_KEYS, trainer.step(src, dst).tolist()))
     for _ in range(40):
-        last = trainer.step(src, dst)
+        last = dict(zip(LOSS_KEYS, trainer.step(src, dst).tolist()))
     assert trainer.iter == 41
     assert last["loss_src"] < 0.7 * first["loss_src"] and last["loss_dst"] < 0.7 * first["loss_dst"]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -162,3 +163,24 @@ def test_ctrl_c_checkpoints_and_resume_matches_an_uninterrupted_run(avatar_faces
     a, b = _weights(straight), _weights(stopped)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert load_checkpoint(latest_checkpoint(stopped))["iter"] == 100          # the run's own length, kept
+
+
+def test_two_process_gloo_run_splits_each_batch_and_resumes_in_one(avatar_faces, avatar_video, smoke_run, tmp_path):
+    run = tmp_path / "ddp"
+    run.mkdir()
+    shutil.copy(smoke_run / "dst_scan.npz", run / "dst_scan.npz")      # the scan is reused, as apply reuses it
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "avatar.cli", "swap", "train", "--src", str(avatar_faces), "--dst", str(avatar_video),
+           "--out", str(run), "--preset", "smoke", "--iters", "10"]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "options.json").read_text())["world_size"] == 2
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows] == [5, 10]                          # only rank 0 writes
+    assert load_checkpoint(latest_checkpoint(run))["iter"] == 10
+    # The same run continues in one process, to the length asked for.
+    run_swap_training(SwapTrainOptions(avatar_faces, avatar_video, run, resume=True, iters=20, progress=False))
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows] == [5, 10, 15, 20]
+    assert not torch.equal(_weights(run)["encoder.blocks.0.conv.weight"], _weights(smoke_run)["encoder.blocks.0.conv.weight"])

@@ -82,3 +82,20 @@ def all_gather_objects(value: Any, world: World) -> list[Any]:
 def barrier(world: World) -> None:
     if world.size > 1:
         dist.barrier()
+
+
+def main_decides(flag: bool, world: World) -> bool:
+    """The main process's `flag` in every process (stop on its clock or its Ctrl-C, so all stop together)."""
+    if world.size == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=world.device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def average_values(values: torch.Tensor, world: World) -> torch.Tensor:
+    """The mean of `values` over processes (e.g. the losses a log row reports)."""
+    if world.size > 1:
+        dist.all_reduce(values)
+        values /= world.size
+    return values
