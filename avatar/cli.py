@@ -1,4 +1,4 @@
-"""The `avatar` command: serve, chat, export, the GAN's `synth` and the face swap's `swap` subcommands."""
+"""The `avatar` command: serve, chat, export, verify, the GAN's `synth` and the face swap's `swap` subcommands."""
 from __future__ import annotations
 
 import os
@@ -60,6 +60,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from avatar.provenance import verify_file
+
+    result = verify_file(args.file, ca=args.ca)
+    print(f"{result.path}: {result.state}" + (f" (manifest in {result.manifest.name})" if result.manifest else ""))
+    if result.state == "unsigned":
+        print("not signed: " + "; ".join(result.problems))
+        return 1
+    print(f"signed by: {result.signer or 'unknown'}")
+    if result.intact:
+        print("intact: yes, unchanged since it was signed")
+    else:
+        print("intact: NO, tampered: the file was changed after signing, or its manifest is broken")
+    print("signer: trusted" if result.trusted else "signer: untrusted signer (its CA is not a trust anchor; see --ca)")
+    if result.digital_source_type:
+        print(f"source: {result.digital_source_type.rsplit('/', 1)[-1]}")
+    print(f"avatar: {result.avatar_name or 'not stated'}")
+    print("consent: " + ("; ".join(result.consent) if result.consent else "none recorded"))
+    if not result.intact:
+        for problem in result.problems:
+            print(f"  problem: {problem}")
+    return 0 if result.intact else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pause", type=float, default=0.8, help="seconds of listening before each answer")
     _add_avatar_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="check a file's C2PA manifest: who signed it, is it intact, which avatar")
+    p.add_argument("file", type=Path, help="an exported .mp4, .png or .vtt (read with its .vtt.c2pa sidecar)")
+    p.add_argument("--ca", type=Path, default=None,
+                   help="CA certificate (PEM) to trust (default: AVATAR_C2PA_CA, else the local CA under var/c2pa)")
+    p.set_defaults(func=cmd_verify)
 
     from avatar.swap.cli import register as register_swap
     from synth.cli import register as register_synth

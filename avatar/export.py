@@ -2,6 +2,7 @@
 
 H.264 (yuv420p) + AAC at 25 fps, with a WebVTT transcript beside it. Every utterance is padded with silence
 to a whole number of video frames, so the audio is sample-accurate and the video lasts exactly as long.
+Both files are marked as AI-generated three ways: a visible label, metadata tags and C2PA manifests.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar.pipeline import Performer
+from avatar.provenance import ContentInfo, sign_file
 from avatar.render import I420Frames, to_i420
 from avatar.types import FPS, SAMPLE_RATE, Responder
 
@@ -31,6 +33,7 @@ class ExportOptions:
     pause: float = 0.8            # seconds of listening before each answer (and at the end)
     crf: int = 20                 # x264 quality
     preset: str = "veryfast"      # x264 speed/size trade-off
+    provenance: ContentInfo = ContentInfo(title="AI-generated avatar dialogue")   # what the C2PA manifests say
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ def write_webvtt(path: Path, cues: list[Cue]) -> None:
 
 def export_dialogue(lines: list[str], responder: Responder, performer: Performer, out: Path,
                     options: ExportOptions = ExportOptions()) -> ExportResult:
-    """Answer every line with the bot, speak the answers, and write `out` (.mp4) and `out.vtt` beside it."""
+    """Answer every line with the bot, speak the answers, and write `out` (.mp4) and `out.vtt` beside it, both
+    signed with C2PA manifests (the transcript's in `out.vtt.c2pa`)."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"output must be an .mp4 file, got {out.name!r}")
@@ -166,9 +170,13 @@ def export_dialogue(lines: list[str], responder: Responder, performer: Performer
         writer.container.close()
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, out)
+    try:
+        sign_file(tmp, options.provenance, dest=out)      # `out` appears signed or not at all
+    finally:
+        tmp.unlink(missing_ok=True)
     transcript = out.with_suffix(".vtt")
     write_webvtt(transcript, cues)
+    sign_file(transcript, options.provenance)           # the manifest goes into the sidecar out.vtt.c2pa
     return ExportResult(out, transcript, writer.n_frames / FPS, writer.n_frames, cues)
 
 

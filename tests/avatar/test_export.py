@@ -9,6 +9,7 @@ import pytest
 
 from avatar.dialogue import read_dialogue
 from avatar.export import SAMPLES_PER_FRAME, ExportOptions, _Mp4Writer, draw_caption, export_dialogue
+from avatar.provenance import TRAINED_ALGORITHMIC_MEDIA, verify_file
 from avatar.render import I420Frames, to_i420
 from avatar.types import FPS, SAMPLE_RATE
 
@@ -18,6 +19,16 @@ PAPER_ANSWERS = [
     "Does that count as gossip?",
     "Artificial Intelligence is the branch of engineering and science devoted to constructing machines that think.",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def c2pa_dir(tmp_path_factory):
+    """The exports here are signed by a local CA of their own, not the one under var/c2pa."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AVATAR_C2PA_CERT", "AVATAR_C2PA_KEY", "AVATAR_C2PA_CA"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AVATAR_C2PA_DIR", str(tmp_path_factory.mktemp("c2pa")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +72,15 @@ def test_video_lasts_as_long_as_the_audio(exported, decoded):
     assert len(frames) == exported.n_frames
     assert abs(video_s - audio_s) <= 1 / FPS
     assert video_s > 10  # five spoken answers
+
+
+def test_video_and_transcript_carry_trusted_c2pa_manifests(exported):
+    for path in (exported.video, exported.transcript):
+        result = verify_file(path)
+        assert result.trusted and result.intact, (path, result.problems)
+        assert result.digital_source_type == TRAINED_ALGORITHMIC_MEDIA
+        assert result.avatar_name == "built-in avatar" and result.consent == ()
+    assert verify_file(exported.transcript).manifest == exported.transcript.with_name("paper.vtt.c2pa")
 
 
 def test_transcript_has_the_bots_answers(exported):
@@ -122,7 +142,7 @@ def test_captions_option_and_failed_export_leaves_nothing(tmp_path, engine, resp
 
     with pytest.raises(RuntimeError):
         export_dialogue(["hello"], Broken(), engine.performer(), tmp_path / "broken.mp4")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.mp4", "one.vtt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.mp4", "one.vtt", "one.vtt.c2pa"]
     with pytest.raises(ValueError, match="mp4"):
         export_dialogue(["hello"], responder, engine.performer(), tmp_path / "x.avi")
 
