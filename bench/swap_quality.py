@@ -33,17 +33,13 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
-import PIL.Image
 import torch
 
-from avatar.detect import find_faces
-from avatar.driving import head_pose, mouth_descriptors
-from avatar.swap.colour import to_lab
 from avatar.swap.data import SCAN_FILE, read_frames
 from avatar.swap.merge import MergeOptions
 from avatar.swap.predictor import SwapFaceModel, load_swap_model
+from avatar.swap.quality import mean_embedding, measure, strip
 from avatar.swap.train import SwapTrainOptions, run_swap_training
 from avatar.swap.video import held_frames, swap_clip, write_swapped_video
 
@@ -51,16 +47,6 @@ REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
 SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
 DRIVING = VIDEOS / "driving_B_man_outdoor_35s.mp4"
-
-
-def mean_embedding(video: Path, every: int, limit: int | None = None) -> np.ndarray:
-    embeddings = []
-    for i, frame in enumerate(read_frames(video, limit)):
-        if i % every == 0:
-            faces = find_faces(frame, upsample=0)
-            if len(faces) == 1:
-                embeddings.append(faces[0].embedding)
-    return np.mean(embeddings, axis=0)
 
 
 def real_face_sets(n: int, every: int, out: Path) -> dict[str, Path]:
@@ -83,64 +69,6 @@ def real_face_sets(n: int, every: int, out: Path) -> dict[str, Path]:
             export_real_faces(dataset, indices, folder)
         folders[name] = folder
     return folders
-
-
-def face_colour(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Mean Lab colour inside the landmark hull (jaw and brows)."""
-    mask = np.zeros(frame.shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks[:27]).astype(np.int32)), 1)
-    return to_lab(frame)[mask > 0].mean(0)
-
-
-def colour_change(frames: list[np.ndarray], landmarks: np.ndarray) -> float:
-    colours = np.stack([face_colour(f, lm) for f, lm in zip(frames, landmarks)])
-    return float(np.linalg.norm(np.diff(colours, axis=0), axis=1).mean())
-
-
-def jitter(landmarks: np.ndarray) -> float:
-    ok = np.isfinite(landmarks).all(axis=(1, 2))
-    trio = ok[:-2] & ok[1:-1] & ok[2:]
-    second = landmarks[2:] - 2 * landmarks[1:-1] + landmarks[:-2]
-    return float(np.linalg.norm(second[trio], axis=-1).mean())
-
-
-def measure(frames: list[np.ndarray], driving: list[np.ndarray], driving_lm: np.ndarray, usable: np.ndarray,
-            subject: np.ndarray, driver: np.ndarray) -> dict:
-    """The figures for output frames against the driving frames (usable frames only)."""
-    to_subject, to_driver, out_lm = [], [], np.full_like(driving_lm, np.nan)
-    for i in np.flatnonzero(usable):
-        faces = find_faces(frames[i], upsample=0)
-        if len(faces) != 1:
-            continue
-        out_lm[i] = faces[0].landmarks
-        to_subject.append(np.linalg.norm(faces[0].embedding - subject))
-        to_driver.append(np.linalg.norm(faces[0].embedding - driver))
-    found = np.isfinite(out_lm).all(axis=(1, 2))
-    both = found & usable
-    ts, td = np.array(to_subject), np.array(to_driver)
-    closer = int((ts < td).sum())
-    opening_out, opening_drv = mouth_descriptors(out_lm[both])[:, 0], mouth_descriptors(driving_lm[both])[:, 0]
-    pose_out, pose_drv = head_pose(out_lm[both]), head_pose(driving_lm[both])
-    idx = np.flatnonzero(usable)
-    return {
-        "frames": int(usable.sum()), "face_found": round(float(both.sum() / max(usable.sum(), 1)), 4),
-        "dist_to_subject": round(float(ts.mean()), 4), "dist_to_driver": round(float(td.mean()), 4),
-        "closer_to_subject": round(closer / max(int(usable.sum()), 1), 4),
-        "closer_among_found": round(closer / max(len(ts), 1), 4),
-        "mouth_correlation": round(float(np.corrcoef(opening_out, opening_drv)[0, 1]), 4),
-        "roll_error_deg": round(float(np.abs(pose_out[:, 2] - pose_drv[:, 2]).mean()), 3),
-        "eye_mid_error_px": round(float(np.linalg.norm(pose_out[:, :2] - pose_drv[:, :2], axis=1).mean()), 3),
-        "colour_change_ratio": round(colour_change([frames[i] for i in idx], driving_lm[idx])
-                                     / colour_change([driving[i] for i in idx], driving_lm[idx]), 4),
-        "landmark_jitter_ratio": round(jitter(out_lm) / jitter(np.where(usable[:, None, None], driving_lm, np.nan)), 4),
-    }
-
-
-def strip(driving: list[np.ndarray], swapped: list[np.ndarray], path: Path, count: int = 8) -> None:
-    picks = np.linspace(0, len(driving) - 1, count).round().astype(int)
-    small = lambda f: cv2.resize(f, (180, 180 * f.shape[0] // f.shape[1]), interpolation=cv2.INTER_AREA)  # noqa
-    rows = [np.concatenate([small(frames[i]) for i in picks], axis=1) for frames in (driving, swapped)]
-    PIL.Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sets = {"gan": args.gan_faces, **sets}
     print("reference embeddings: subject_A (every 10th frame), driving_B (every 10th frame)")
-    subject, driver = mean_embedding(SUBJECT, 10), mean_embedding(DRIVING, 10)
+    subject = mean_embedding(f for i, f in enumerate(read_frames(SUBJECT)) if i % 10 == 0)
+    driver = mean_embedding(f for i, f in enumerate(read_frames(DRIVING)) if i % 10 == 0)
     driving = list(read_frames(DRIVING, args.frames))
     results = {}
     for name, faces in sets.items():

@@ -271,7 +271,7 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
     window: list[torch.Tensor] = []          # each step's losses since the last log row (main process's)
     if state is not None:
         trainer.load_state_dict(state)
-        window = [torch.tensor([w[k] for k in LOSS_KEYS]) for w in state.get("window", [])]
+        window = [torch.tensor([w[k] for k in LOSS_KEYS], device=world.device) for w in state.get("window", [])]
     if world.is_main and state is not None:
         folder.resume(trainer.iter, total_iters=total)
     elif world.is_main:
