@@ -4,12 +4,22 @@ A crash never leaves a half-written file under its final name. numpy only, so an
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.types import FPS, FaceModel, Utterance, Voice
+from avatar.types import BUILT_IN_NAME, FPS, FaceModel, Utterance, Voice
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,14 @@ class AvatarSettings:
 class AvatarEngine:
     """The shared, read-only parts: voice, driving clip, face model and renderer."""
 
-    def __init__(self, voice: Voice, clip, face_model: FaceModel, label: str = "AI-generated") -> None:
+    def __init__(self, voice: Voice, clip, face_model: FaceModel, label: str = "AI-generated",
+                 name: str = BUILT_IN_NAME, consent: tuple[str, ...] = ()) -> None:
         from avatar.render import Renderer
 
         self.voice = voice
         self.clip = clip
+        self.name = name              # shown on the page and kiosk, written into exports' provenance
+        self.consent = consent        # consent records of a custom avatar ("role: name, file sha256 ..."), in words
         self.renderer = Renderer(clip, face_model, label=label)
 
     @classmethod

@@ -32,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from avatar.files import write_atomic
+from avatar.types import BUILT_IN_NAME
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 AVATAR_ASSERTION = "org.avatar-service.avatar"
@@ -57,7 +58,7 @@ class ContentInfo:
     """What a signed file says about itself: its title, which avatar speaks, and with whose consent."""
 
     title: str
-    avatar_name: str = "built-in avatar"
+    avatar_name: str = BUILT_IN_NAME
     consent: tuple[str, ...] = ()       # e.g. "subject: <name>, consent file sha256 <hex>"; none for the built-in
     software: str = field(default_factory=_software)   # "<name> <version>"
 

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 FPS = 25                # video frame rate everywhere: live tracks and exported files
+BUILT_IN_NAME = "built-in avatar"    # the name of the avatar that ships with the project
 SAMPLE_RATE = 48_000    # PCM rate everywhere: what the voice produces, what WebRTC and AAC take
 
 # The viseme set: the mouth shapes that the lip sync distinguishes.

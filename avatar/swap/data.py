@@ -9,7 +9,6 @@ are left out of training and out of everything the avatar may show, and counted.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from avatar.align import align_face
 from avatar.detect import find_face_in_small, find_faces
-from avatar.files import write_npz_atomic
+from avatar.files import file_sha256, write_npz_atomic
 
 MIN_SRC_FACES = 16          # fewer subject faces cannot teach a decoder a person
 MIN_USABLE_SHARE = 0.5      # a driving video with fewer usable frames is refused
@@ -124,14 +123,6 @@ class VideoScan:
                 f"{c['several_faces']} with several faces)")
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_frames(video: Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """RGB uint8 [H, W, 3] frames of a video, in order."""
     try:
@@ -169,7 +160,7 @@ def scan_video(video: Path, max_frames: int | None = None, progress: bool = True
     if not found:
         raise SwapDataError(f"{video}: no video frames could be decoded")
     return VideoScan(np.array(found, np.int16), np.stack(landmarks).astype(np.float32), video_fps(video), size,
-                     file_digest(video))
+                     file_sha256(video))
 
 
 def read_scan(cache: Path, digest: str, max_frames: int | None) -> VideoScan | None:
@@ -191,7 +182,7 @@ def cached_scan(video: Path, cache: Path, max_frames: int | None = None, progres
     video, cache = Path(video), Path(cache)
     if not video.is_file():
         raise SwapDataError(f"no video at {video}")
-    digest = file_digest(video)
+    digest = file_sha256(video)
     for path in (cache, *also):
         scan = read_scan(path, digest, max_frames)
         if scan is not None:
