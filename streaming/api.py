@@ -1,4 +1,4 @@
-"""JSON routes: WebRTC offers, text chat, closing a session, health."""
+"""JSON routes: WebRTC offers, text chat, closing a session, which avatar speaks, health."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +8,8 @@ from typing import Literal, TypeVar
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ValidationError
+
+from avatar.types import BUILT_IN_NAME
 
 from streaming.services import Services, get_services
 from streaming.session import Session, SessionLimitReached
@@ -35,6 +37,12 @@ class ChatRequest(BaseModel):
 
 class ChatReply(BaseModel):
     reply: str
+
+
+class AvatarInfo(BaseModel):
+    name: str                   # from the avatar's bundle, made by a user: the pages show it as text only
+    built_in: bool              # the avatar that ships with the project
+    consent: list[str]          # consent records of a custom avatar, in words; empty for the built-in one
 
 
 async def read_json(request: Request, model: type[Model]) -> Model:
@@ -127,6 +135,13 @@ async def close_session(session_id: str, services: Services = Depends(get_servic
     if not await services.sessions.close(session_id):
         raise HTTPException(404, f"unknown session {session_id!r} (it may have ended)")
     return {"closed": session_id}
+
+
+@router.get("/avatar", response_model=AvatarInfo)
+async def avatar_info(services: Services = Depends(get_services)) -> AvatarInfo:
+    """Which avatar speaks and with whose consent: the pages put it beside their AI notice."""
+    engine = services.engine
+    return AvatarInfo(name=engine.name, built_in=engine.name == BUILT_IN_NAME, consent=list(engine.consent))
 
 
 @router.get("/health")

@@ -14,7 +14,8 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    avatar: str = AvatarSettings.avatar            # "default" or a path to a driving-clip .npz
+    # "default", an avatar bundle (folder or .avatar file) or a driving-clip .npz
+    avatar: str = AvatarSettings.avatar
     voice: str = AvatarSettings.voice              # espeak-ng voice name (the voice checks it)
     rate: int = AvatarSettings.rate                # words per minute (the voice checks the range)
     database_url: str | None = None                # the bot's database URL (None: the bot's default SQLite file)

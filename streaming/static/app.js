@@ -10,6 +10,9 @@ const caption = document.getElementById("caption");
 const form = document.getElementById("chat-form");
 const input = document.getElementById("message");
 const unmute = document.getElementById("unmute");
+const avatarName = document.getElementById("avatar-name");
+const consentNote = document.getElementById("avatar-consent");
+const consentRecords = document.getElementById("consent-records");
 
 // Exposed for diagnostics (and the browser tests): the live connection and its state.
 const avatar = window.avatar = { pc: null, channel: null, sessionId: null, events: [], connects: 0 };
@@ -18,6 +21,26 @@ let reconnectTimer = null;
 let captionTimer = null;
 
 function setStatus(text) { statusLine.textContent = text; statusLine.hidden = text === ""; }
+
+// Which avatar speaks, beside the AI notice. Its name comes from a bundle a user made: text only, never markup.
+async function showAvatar() {
+  try {
+    const response = await fetch("/avatar");
+    if (!response.ok) throw new Error(response.statusText);
+    const info = await response.json();
+    avatarName.textContent = ` avatar: ${info.name}`;
+    if (info.consent.length === 0) return;
+    consentNote.hidden = false;
+    if (!consentRecords) return;                    // the kiosk shows the short line only
+    for (const record of info.consent) {
+      const item = document.createElement("li");
+      item.textContent = record;
+      consentRecords.append(item);
+    }
+  } catch (error) {
+    console.warn("could not tell which avatar this is:", error);   // the notice still says it is an AI
+  }
+}
 
 function addLine(kind, who, text) {
   if (transcript) {
@@ -155,4 +178,5 @@ window.addEventListener("pagehide", () => {
   if (avatar.sessionId) fetch(`/session/${avatar.sessionId}`, { method: "DELETE", keepalive: true });
 });
 
+showAvatar();
 connect();

@@ -1,6 +1,6 @@
 """Runs inside a fresh network namespace: brings `lo` up, serves the app, drives Chromium, prints JSON.
 
-Usage: python browser_driver.py --page /|/kiosk --parts fake|real --out result.json
+Usage: python browser_driver.py --page /|/kiosk --parts fake|real --out result.json [--notice-only]
 Everything stays on loopback: the namespace has no other interface, the server offers 127.0.0.1 only and
 Chromium is allowed loopback candidates.
 """
@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))       # streaming_suppo
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from avatar.types import BUILT_IN_NAME  # noqa: E402
 from streaming.app import create_app  # noqa: E402
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread  # noqa: E402
 
@@ -27,6 +28,9 @@ CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
+
+# In the page: the AI notice names the avatar once the page has asked the service which one it is.
+NAMED = "document.getElementById('avatar-name').textContent !== ''"
 
 # In the page: video frames presented per second, measured with requestVideoFrameCallback.
 COUNT_FRAMES = """async (seconds) => {
@@ -73,11 +77,29 @@ ANALYSER_PEAK = """async (seconds) => {
 }"""
 
 
-def build_app(parts: str):
+def build_app(parts: str, name: str = BUILT_IN_NAME, consent: tuple[str, ...] = ()):
     settings = loopback_settings()
     if parts == "fake":
-        return create_app(settings, engine=ToneEngine(), responder=ToneResponder())
+        return create_app(settings, engine=ToneEngine(name, consent), responder=ToneResponder())
     return create_app(settings)                              # the real engine and bot, built in the lifespan
+
+
+def read_notice(page_path: str, base_url: str) -> dict:
+    """Only the AI notice, once it names the avatar: its text, the consent records listed and any markup in the name."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000)
+        page = browser.new_page()
+        page.goto(base_url + page_path, timeout=30_000)
+        page.wait_for_function(NAMED, timeout=30_000)
+        result = {
+            "page": page_path,
+            "notice": page.inner_text("#ai-notice"),
+            "consent_records": page.evaluate("[...document.querySelectorAll('#consent-records li')]"
+                                             ".map((item) => item.textContent)"),
+            "elements_in_name": page.evaluate("document.querySelectorAll('#avatar-name *').length"),
+        }
+        browser.close()
+    return result
 
 
 def drive(page_path: str, base_url: str, message: str, screenshot: Path | None = None) -> dict:
@@ -88,6 +110,7 @@ def drive(page_path: str, base_url: str, message: str, screenshot: Path | None =
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         page.goto(base_url + page_path, timeout=30_000)
+        page.wait_for_function(NAMED, timeout=30_000)
         result["notice"] = page.inner_text("#ai-notice")
         page.wait_for_function("window.avatar && window.avatar.channel && window.avatar.channel.readyState === 'open'",
                                timeout=60_000)
@@ -134,12 +157,18 @@ def main() -> None:
     parser.add_argument("--message", default="What is AI?")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--screenshot", type=Path, help="save a picture of the page while the avatar speaks")
+    parser.add_argument("--name", default=BUILT_IN_NAME, help="fake parts only: the avatar's name")
+    parser.add_argument("--consent", action="append", default=[], help="fake parts only: a consent record")
+    parser.add_argument("--notice-only", action="store_true", help="only read the AI notice, without talking")
     args = parser.parse_args()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     started = time.monotonic()
-    with serve_in_thread(build_app(args.parts), free_port(), timeout=300) as url:
+    with serve_in_thread(build_app(args.parts, args.name, tuple(args.consent)), free_port(), timeout=300) as url:
         result = {"startup_s": time.monotonic() - started}
-        result.update(drive(args.page, url, args.message, args.screenshot))
+        if args.notice_only:
+            result.update(read_notice(args.page, url))
+        else:
+            result.update(drive(args.page, url, args.message, args.screenshot))
     args.out.write_text(json.dumps(result, indent=1))
 
 

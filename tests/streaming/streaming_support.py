@@ -15,7 +15,7 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
-from avatar.types import FPS, SAMPLE_RATE, AudioClip, Speech, Utterance
+from avatar.types import BUILT_IN_NAME, FPS, SAMPLE_RATE, AudioClip, Speech, Utterance
 from streaming.settings import ServiceSettings
 
 SIZE = 128
@@ -64,7 +64,9 @@ class TonePerformer:
 class ToneEngine:
     frame_size = (SIZE, SIZE)
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = BUILT_IN_NAME, consent: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.consent = consent
         self.performers: list[TonePerformer] = []
 
     def performer(self, seed: int = 0) -> TonePerformer:

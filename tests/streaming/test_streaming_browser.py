@@ -1,4 +1,5 @@
-"""Headless Chromium in a loopback-only network namespace: the page and the kiosk, with the real parts."""
+"""Headless Chromium in a loopback-only network namespace: the page and the kiosk, with the real parts
+(and the fake ones for how a custom avatar is named)."""
 from __future__ import annotations
 
 import json
@@ -21,21 +22,21 @@ def namespaces_allowed() -> bool:
     return subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True).returncode == 0
 
 
-def run_driver(page: str, tmp_path: Path, parts: str = "real") -> dict:
+def run_driver(page: str, tmp_path: Path, parts: str = "real", *options: str) -> dict:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make test installs it as root)")
     if not namespaces_allowed():
         pytest.skip("cannot create a network namespace here (unshare -n needs root or user namespaces)")
     out = tmp_path / "result.json"
     proc = subprocess.run(["unshare", "-n", sys.executable, str(DRIVER), "--page", page, "--parts", parts,
-                           "--out", str(out)], capture_output=True, text=True, timeout=360)
+                           "--out", str(out), *options], capture_output=True, text=True, timeout=360)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
 
 def test_page_plays_and_speaks_the_reply(tmp_path: Path) -> None:
     result = run_driver("/", tmp_path)
-    assert "talking to an AI" in result["notice"]
+    assert "talking to an AI avatar: built-in avatar" in result["notice"], result["notice"]
     assert not result["video_paused"] and not result["video_muted"]
     assert result["fps_rvfc"] > 10, result                         # frames are presented, not just decoded
     assert 20 <= result["fps_decoded"] <= 30, result
@@ -48,8 +49,19 @@ def test_page_plays_and_speaks_the_reply(tmp_path: Path) -> None:
 
 def test_kiosk_connects_captions_and_reconnects(tmp_path: Path) -> None:
     result = run_driver("/kiosk", tmp_path)
-    assert "talking to an AI" in result["notice"]
+    assert "talking to an AI avatar: built-in avatar" in result["notice"], result["notice"]
+    assert "consent" not in result["notice"], result["notice"]     # the built-in avatar shows no one's face
     assert 20 <= result["fps_decoded"] <= 30, result
     assert "Artificial Intelligence" in result["caption"], result
     assert result["analyser_peak"] > 0.02, result
     assert result["reconnected"] and result["connects"] >= 2, result
+
+
+def test_page_names_a_custom_avatar_as_text_with_its_consent(tmp_path: Path) -> None:
+    name = "Ada <b>Lovelace</b>"                                  # markup in a bundle's name stays text
+    record = "subject: Ada Lovelace, consent file sha256 " + "ab" * 32
+    result = run_driver("/", tmp_path, "fake", "--notice-only", "--name", name, "--consent", record)
+    assert f"talking to an AI avatar: {name}." in result["notice"], result
+    assert result["elements_in_name"] == 0, result
+    assert "used with recorded consent" in result["notice"], result
+    assert result["consent_records"] == [record], result
