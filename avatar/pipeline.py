@@ -17,7 +17,8 @@ from avatar.types import BUILT_IN_NAME, FPS, FaceModel, Utterance, Voice
 class AvatarSettings:
     """Which avatar to show and how it speaks."""
 
-    avatar: str = "default"          # "default" (built-in, generated) or a path to a driving-clip .npz
+    avatar: str = "default"          # "default" (built-in, generated), an avatar bundle (folder or .avatar file)
+                                     # or a driving-clip .npz
     voice: str = "en-us+f3"       # espeak-ng voice; the built-in avatar is a woman
     rate: int = 165                  # words per minute
     label: str = "AI-generated"      # visible label drawn on every frame
@@ -38,20 +39,28 @@ class AvatarEngine:
 
     @classmethod
     def from_settings(cls, settings: AvatarSettings) -> "AvatarEngine":
+        from avatar.bundle import is_bundle, load_bundle
         from avatar.default_avatar import load_default_clip
         from avatar.driving import DrivingClip
         from avatar.face import IdentityFaceModel
         from avatar.voice import EspeakVoice, VoiceSettings
 
+        name, consent = BUILT_IN_NAME, ()
+        path = Path(settings.avatar)
         if settings.avatar == "default":
             clip = load_default_clip()
-        else:
-            path = Path(settings.avatar)
-            if not path.is_file():
-                raise ValueError(f"avatar {settings.avatar!r}: no such driving-clip file (use 'default' or a .npz path)")
+        elif is_bundle(path):
+            bundle, clip = load_bundle(path)
+            name, consent = bundle.name, bundle.consent
+        elif path.is_file() and path.suffix.lower() == ".npz":
             clip = DrivingClip.load(path)
+            name = f"driving clip {path.name}"
+        else:
+            problem = "not found" if not path.exists() else "not an avatar"
+            raise ValueError(f"avatar {settings.avatar!r}: {problem}; use 'default', an avatar bundle folder or "
+                             ".avatar file, or a driving-clip .npz")
         voice = EspeakVoice(VoiceSettings(voice=settings.voice, rate=settings.rate))
-        return cls(voice, clip, IdentityFaceModel(), label=settings.label)
+        return cls(voice, clip, IdentityFaceModel(), label=settings.label, name=name, consent=consent)
 
     @property
     def frame_size(self) -> tuple[int, int]:
