@@ -1,4 +1,4 @@
-"""The `avatar` command: serve, chat, export, verify, the GAN's `synth` and the face swap's `swap` subcommands."""
+"""The `avatar` command: serve, chat, export, verify, build, inspect, the GAN's `synth` and the swap's `swap`."""
 from __future__ import annotations
 
 import os
@@ -16,7 +16,9 @@ from avatar.pipeline import AvatarSettings
 
 
 def _add_avatar_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--avatar", default="default", help="'default' (built-in) or a driving-clip .npz file")
+    p.add_argument("--avatar", default=os.environ.get("AVATAR_AVATAR", "default"),
+                   help="'default' (built-in), an avatar bundle made by `avatar build` (folder or .avatar file), "
+                        "or a driving-clip .npz (default: $AVATAR_AVATAR, else %(default)s)")
     p.add_argument("--voice", default=AvatarSettings.voice, help="espeak-ng voice name (default: %(default)s)")
     p.add_argument("--rate", type=int, default=AvatarSettings.rate, help="words per minute (default: %(default)s)")
     p.add_argument("--db", default=None, help="bot database URL (default: embedded SQLite under var/)")
@@ -51,12 +53,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     from avatar.dialogue import read_dialogue
     from avatar.export import ExportOptions, export_dialogue
     from avatar.pipeline import AvatarEngine
+    from avatar.provenance import ContentInfo
 
     lines = read_dialogue(args.dialogue)
     engine = AvatarEngine.from_settings(AvatarSettings(avatar=args.avatar, voice=args.voice, rate=args.rate))
+    provenance = ContentInfo(title=f"AI-generated dialogue with {engine.name}", avatar_name=engine.name,
+                             consent=engine.consent)
     result = export_dialogue(lines, _responder(args.db), engine.performer(), args.output,
-                             ExportOptions(captions=args.captions, pause=args.pause))
-    print(f"wrote {result.video} ({result.duration:.2f} s, {result.n_frames} frames) and {result.transcript}")
+                             ExportOptions(captions=args.captions, pause=args.pause, provenance=provenance))
+    print(f"wrote {result.video} ({result.duration:.2f} s, {result.n_frames} frames) and {result.transcript}, "
+          f"signed with C2PA manifests (check with: avatar verify {result.video})")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from avatar.build import BuildOptions, main_build
+
+    return main_build(BuildOptions(
+        subject=tuple(args.subject), driving=args.driving, name=args.name, consent=args.consent, out=args.out,
+        preset=args.preset, device=args.device, subject_name=args.subject_name,
+        driving_consent=args.driving_consent, driving_name=args.driving_name, faces=args.faces, gan=args.gan,
+        swap=args.swap, work=args.work, driving_frames=args.driving_frames, gan_kimg=args.gan_kimg,
+        swap_iters=args.swap_iters, progress=not args.quiet))
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from avatar.bundle import describe, open_bundle
+
+    print(describe(open_bundle(args.avatar)))
     return 0
 
 
@@ -111,6 +135,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca", type=Path, default=None,
                    help="CA certificate (PEM) to trust (default: AVATAR_C2PA_CA, else the local CA under var/c2pa)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("build", help="make a custom avatar bundle from a consenting subject's footage, in one go")
+    p.add_argument("--subject", type=Path, nargs="+", required=True, metavar="SUBJECT_VIDEO",
+                   help="video(s) of the subject alone, the face whose avatar this is")
+    p.add_argument("--driving", type=Path, required=True, metavar="DRIVING_VIDEO",
+                   help="talking-head clip whose motion the avatar takes (30 s or more of natural speech)")
+    p.add_argument("--name", required=True, help="the avatar's name, shown on the page and in exports")
+    p.add_argument("--consent", type=Path, default=None, metavar="CONSENT_FILE",
+                   help="the subject's consent statement (text, PDF or recording); required")
+    p.add_argument("--subject-name", default=None, help="whose face it is (default: --name)")
+    p.add_argument("--driving-consent", type=Path, default=None, metavar="FILE",
+                   help="the driving person's consent; required unless the driving clip shows the subject")
+    p.add_argument("--driving-name", default=None, help="the driving person's name")
+    p.add_argument("--out", type=Path, required=True, metavar="AVATAR", help="bundle folder, or a .avatar file")
+    p.add_argument("--preset", default="cpu", help="smoke, cpu or gpu (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--faces", type=Path, default=None,
+                   help="use these faces of the subject (a FACES folder or an `avatar synth prepare` DATASET) "
+                        "instead of training a GAN")
+    p.add_argument("--gan", type=Path, default=None, metavar="RUN", help="sample this trained GAN run")
+    p.add_argument("--swap", type=Path, default=None, metavar="RUN", help="use this trained swap run")
+    p.add_argument("--work", type=Path, default=None, help="work folder (default: var/build/NAME)")
+    p.add_argument("--driving-frames", type=int, default=None, metavar="N", help="only the first N driving frames")
+    p.add_argument("--gan-kimg", type=float, default=None, help="GAN training length (default: the preset's)")
+    p.add_argument("--swap-iters", type=int, default=None, help="swap training length (default: the preset's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("inspect", help="what an avatar bundle is made of, whose consent it records; checks its hashes")
+    p.add_argument("avatar", type=Path, metavar="AVATAR")
+    p.set_defaults(func=cmd_inspect)
 
     from avatar.swap.cli import register as register_swap
     from synth.cli import register as register_synth

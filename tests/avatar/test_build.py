@@ -1,0 +1,186 @@
+"""`avatar build` on real footage, as a user runs it: the bundle, resuming after a kill, and its refusals."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from build_support import DRIVING, DRIVING_FRAMES, REPO, SUBJECT, build_command, consent_files
+
+PAPER_DIALOGUE = REPO / "assets" / "dialogues" / "paper.txt"
+
+
+def _avatar(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "avatar.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_killed_build_continues_without_redoing_finished_stages(built_avatar):
+    work = built_avatar.work
+    assert built_avatar.killed.returncode != 0
+    assert "check" in built_avatar.done_before_kill and "swap" not in built_avatar.done_before_kill
+    for stage, mtime in built_avatar.done_before_kill.items():           # kept, not rewritten
+        assert (work / stage / "done.json").stat().st_mtime == mtime
+        assert f"{stage}: finished in an earlier run, kept" in built_avatar.finished.stdout
+    log = [json.loads(line) for line in (work / "swap" / "run" / "log.jsonl").read_text().splitlines()]
+    resumed = [row for row in log if row.get("event") == "resume"] or [row for row in log if "resumed" in row]
+    iters = [row["iter"] for row in log if "iter" in row]
+    assert iters == sorted(iters), "the swap's log goes on from its checkpoint, not from 0"
+    assert json.loads((work / "swap" / "done.json").read_text())["iters"] == 600
+    assert resumed or len(set(iters)) == len(iters)
+    for stage in ("bake", "quality", "bundle"):
+        assert (work / stage / "done.json").is_file()
+    assert "is ready" in built_avatar.finished.stdout and "avatar serve --avatar" in built_avatar.finished.stdout
+
+
+def test_bundle_records_consent_sources_analysis_and_quality(built_avatar):
+    from avatar.bundle import open_bundle
+    from avatar.files import file_sha256
+
+    manifest = open_bundle(built_avatar.bundle).manifest
+    assert manifest["name"] == "Test Avatar A"
+    roles = {c["role"]: c for c in manifest["consent"]}
+    assert roles["subject"]["name"] == "Subject A" and len(roles["subject"]["sha256"]) == 64
+    assert "driving person" in roles
+    assert manifest["sources"]["subject"][0]["sha256"] == file_sha256(SUBJECT)
+    assert manifest["sources"]["driving"]["sha256"] == file_sha256(DRIVING)
+    driving = manifest["driving"]
+    assert driving["frames"] == DRIVING_FRAMES and driving["usable_share"] > 0.9
+    assert driving["closed_mouth_frames"] > 0 and driving["open_mouth_frames"] > 0
+    assert not driving["driving_is_subject"]
+    quality = manifest["quality"]
+    for key in ("closer_to_subject", "mouth_correlation", "colour_change_ratio", "landmark_jitter_ratio"):
+        assert np.isfinite(quality[key]), key
+    assert quality["face_found"] >= 0.9
+    assert built_avatar.bundle.stat().st_size < 60e6
+
+
+def test_inspect_prints_the_manifest_and_verifies_hashes(built_avatar):
+    result = _avatar("inspect", str(built_avatar.bundle))
+    assert result.returncode == 0, result.stderr
+    for text in ("Test Avatar A", "Subject A", "Driver B", "verified", "mouth_correlation"):
+        assert text in result.stdout, text
+
+
+@pytest.fixture(scope="module")
+def exported(built_avatar, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "dialogue.mp4"
+    env = {**__import__("os").environ, "AVATAR_C2PA_DIR": str(built_avatar.c2pa)}
+    result = _avatar("export", "--avatar", str(built_avatar.bundle), "--dialogue", str(PAPER_DIALOGUE),
+                     "-o", str(out), "--db", f"sqlite:///{out.parent / 'bot.sqlite3'}", env=env)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _mouth_opening(frame: np.ndarray):
+    from avatar.detect import find_faces
+    from avatar.driving import mouth_descriptors
+
+    faces = find_faces(frame, upsample=0, embed=False)
+    return float(mouth_descriptors(faces[0].landmarks)[0]) if len(faces) == 1 else None
+
+
+def _cues(transcript: Path) -> list[tuple[float, float, str]]:
+    """(start, end, speaker) of each WebVTT cue."""
+    seconds = lambda s: sum(float(x) * m for x, m in zip(s.split(":"), (3600, 60, 1)))   # noqa: E731
+    lines, cues = transcript.read_text().splitlines(), []
+    for k, line in enumerate(lines):
+        if " --> " in line:
+            start, end = line.split(" --> ")
+            cues.append((seconds(start), seconds(end), lines[k + 1][3:].split(">")[0]))
+    return cues
+
+
+def test_export_shows_the_face_and_the_mouth_moves_with_speech(exported):
+    from avatar.swap.data import read_frames
+    from avatar.types import FPS
+
+    frames = list(read_frames(exported))
+    speaking, pausing, looked, missed = [], [], 0, 0
+    for start, end, speaker in _cues(exported.with_suffix(".vtt")):
+        for i in range(int(start * FPS) + 2, min(int(end * FPS) - 2, len(frames)), 3):
+            opening = _mouth_opening(frames[i])
+            looked += 1
+            if opening is None:
+                missed += 1
+            else:
+                (speaking if speaker == "Avatar" else pausing).append(opening)
+    assert missed <= 0.05 * looked, f"no face in {missed} of {looked} sampled frames"
+    assert len(speaking) > 30 and len(pausing) > 10
+    assert np.mean(speaking) > np.mean(pausing) + 0.05, (np.mean(speaking), np.mean(pausing))
+
+
+def test_export_is_signed_for_the_custom_avatar_and_a_changed_byte_is_tampering(exported, built_avatar, tmp_path):
+    from avatar.provenance import verify_file
+
+    ca = built_avatar.c2pa / "ca.pem"
+    result = verify_file(exported, ca=ca)
+    assert result.trusted and result.intact
+    assert result.avatar_name == "Test Avatar A"
+    assert any("Subject A" in c for c in result.consent)
+    data = bytearray(exported.read_bytes())
+    middle = len(data) // 2                        # inside the video data (faststart puts moov first)
+    data[middle] ^= 0xFF
+    changed = tmp_path / "changed.mp4"
+    changed.write_bytes(bytes(data))
+    assert not verify_file(changed, ca=ca).intact
+
+
+def _no_face_video(path: Path, frames: int = 90) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width = stream.height = 160
+        stream.pix_fmt = "yuv420p"
+        for k in range(frames):
+            gradient = np.broadcast_to(np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None], (160, 160, 3))
+            frame = np.ascontiguousarray(np.roll(gradient, k, axis=1))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def _two_people_video(path: Path, frames: int = 30) -> Path:
+    """subject_A and driving_B side by side: two people in every frame."""
+    from avatar.swap.data import read_frames
+
+    left, right = list(read_frames(SUBJECT, frames)), list(read_frames(DRIVING, frames))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height = 720, 360
+        stream.pix_fmt = "yuv420p"
+        for a, b in zip(left, right):
+            frame = np.ascontiguousarray(np.concatenate([a, b], axis=1))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("case", ["no consent", "driving without a face", "subject with two people",
+                                  "driving person without consent"])
+def test_bad_input_ends_with_a_clear_message_and_exit_2(case, subject_dataset, tmp_path):
+    consent, driving_consent = consent_files(tmp_path / "consent")
+    subject, driving = SUBJECT, DRIVING
+    if case == "no consent":
+        consent = None
+    elif case == "driving without a face":
+        driving = _no_face_video(tmp_path / "noface.mp4")
+    elif case == "subject with two people":
+        subject = _two_people_video(tmp_path / "two.mp4")
+    else:
+        driving_consent = None
+    out, work = tmp_path / "avatar", tmp_path / "work"
+    result = subprocess.run(build_command(out, work, consent, driving_consent, subject=subject, driving=driving,
+                                          faces=subject_dataset), cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 2, result.stdout + result.stderr
+    expected = {"no consent": "--consent CONSENT_FILE is required", "driving without a face": "cannot drive an avatar",
+                "subject with two people": "more than one person",
+                "driving person without consent": "--driving-consent"}[case]
+    assert expected in result.stderr
+    assert not out.exists()
+    assert not (work / "swap").exists()

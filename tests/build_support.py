@@ -1,0 +1,48 @@
+"""Helpers for tests that run `avatar build` (imported by name: the root conftest puts tests/ on sys.path)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEOS = REPO.parent / "shared" / "data" / "videos"
+SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
+DRIVING = VIDEOS / "driving_B_man_outdoor_35s.mp4"
+SYNTH_CACHE = REPO / "var" / "test-cache" / "synth"
+DRIVING_FRAMES = 180       # 6 s: above the 5 s of usable face a driving clip needs
+SWAP_ITERS = 600           # smoke iterations: a blurry face that the detector finds in every frame
+
+
+@dataclass(frozen=True)
+class BuiltAvatar:
+    bundle: Path
+    work: Path
+    c2pa: Path                                  # AVATAR_C2PA_DIR the build signed its previews with
+    killed: subprocess.CompletedProcess         # the first run, killed in the swap stage
+    finished: subprocess.CompletedProcess       # the same command again
+    done_before_kill: dict[str, float]          # stage -> mtime of its done.json when the first run was killed
+
+
+def build_command(out: Path, work: Path, consent: Path | None, driving_consent: Path | None, *extra: str,
+                  subject: Path = SUBJECT, driving: Path = DRIVING, faces: Path | None = None) -> list[str]:
+    command = [sys.executable, "-m", "avatar.cli", "build", "--subject", str(subject), "--driving", str(driving),
+               "--name", "Test Avatar A", "--subject-name", "Subject A", "--out", str(out), "--work", str(work),
+               "--preset", "smoke", "--driving-frames", str(DRIVING_FRAMES), "--swap-iters", str(SWAP_ITERS),
+               "--quiet"]
+    if consent is not None:
+        command += ["--consent", str(consent)]
+    if driving_consent is not None:
+        command += ["--driving-consent", str(driving_consent), "--driving-name", "Driver B"]
+    if faces is not None:
+        command += ["--faces", str(faces)]
+    return command + list(extra)
+
+
+def consent_files(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    subject, driving = folder / "consent_subject.txt", folder / "consent_driving.txt"
+    subject.write_text("I, Subject A, agree that an AI avatar with my face is made for testing avatar-service.\n")
+    driving.write_text("I, Driver B, agree that my recorded motion drives an AI avatar for testing.\n")
+    return subject, driving
