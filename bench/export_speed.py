@@ -1,7 +1,7 @@
 """Export speed: seconds of dialogue video written per second of wall time (real-time factor).
 
 Loads the bot and the avatar first (not timed), then times `export_dialogue` on a dialogue file.
-    .venv/bin/python bench/export_speed.py [--dialogue assets/dialogues/paper.txt] [--repeats 3]
+    .venv/bin/python bench/export_speed.py [--dialogue assets/dialogues/paper.txt] [--repeats 3] [--avatar BUNDLE]
 """
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ def main() -> None:
     parser.add_argument("--dialogue", type=Path, default=REPO / "assets" / "dialogues" / "paper.txt")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--captions", action="store_true")
+    parser.add_argument("--avatar", default="default", help="'default' or an avatar bundle made by `avatar build`")
     args = parser.parse_args()
 
     lines = read_dialogue(args.dialogue)
     t0 = time.perf_counter()
-    engine = AvatarEngine.from_settings(AvatarSettings())
+    engine = AvatarEngine.from_settings(AvatarSettings(avatar=args.avatar))
     responder = ChatResponder.create(BotSettings(show_progress=False))
     print(f"setup (bot + avatar, not counted): {time.perf_counter() - t0:.2f} s")
-    print(f"dialogue: {args.dialogue.name}, {len(lines)} lines; frame {engine.frame_size[0]}x{engine.frame_size[1]}, "
+    print(f"avatar: {engine.name}; dialogue: {args.dialogue.name}, {len(lines)} lines; frame {engine.frame_size[0]}x{engine.frame_size[1]}, "
           f"captions={'on' if args.captions else 'off'}, cores={os.cpu_count()}")
     factors = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ Runs the real service in a child process (its CPU time read from /proc) and N ai
 N = 1, 2, ... until the slowest session falls below 24 fps or --max is reached. The clients talk now and
 then so both idle and speaking frames are measured. The clients decode every frame on the same machine,
 so their CPU is reported too.
-Usage: .venv/bin/python bench/sessions.py [--max 6] [--seconds 10]
+Usage: .venv/bin/python bench/sessions.py [--max 6] [--seconds 10] [--avatar default|BUNDLE]
 """
 from __future__ import annotations
 
@@ -65,9 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--avatar", default="default", help="'default' or an avatar bundle made by `avatar build`")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores (shared with other users: figures vary with their load)")
-    with service(max_sessions=args.max + 1) as svc, loopback_only():
+    print(f"avatar: {args.avatar}")
+    with service(max_sessions=args.max + 1, avatar=args.avatar) as svc, loopback_only():
         results = asyncio.run(sweep(svc, args.max, args.seconds))
     held = [r["n"] for r in results if min(r["fps"]) >= HOLD_FPS]
     one = results[0]

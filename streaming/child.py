@@ -34,10 +34,11 @@ class ServiceProcess:
 
 
 @contextmanager
-def service(max_sessions: int = 16, startup_timeout: float = 600.0) -> Iterator[ServiceProcess]:
+def service(max_sessions: int = 16, startup_timeout: float = 600.0,
+            avatar: str = "default") -> Iterator[ServiceProcess]:
     port = free_port()
     env = dict(os.environ, AVATAR_PORT=str(port), AVATAR_ICE_LOOPBACK_ONLY="1",
-               AVATAR_MAX_SESSIONS=str(max_sessions), PYTHONPATH=str(REPO))
+               AVATAR_MAX_SESSIONS=str(max_sessions), AVATAR_AVATAR=avatar, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "streaming.server"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -185,3 +185,17 @@ def test_bad_input_ends_with_a_clear_message_and_exit_2(case, subject_dataset, t
     assert expected in result.stderr
     assert not out.exists()
     assert not (work / "swap").exists()
+
+
+def test_a_gan_too_weak_for_the_identity_filter_stops_the_build_with_what_to_do(subject_dataset, tmp_path):
+    gan = tmp_path / "gan"
+    trained = _avatar("synth", "train", str(subject_dataset), "--preset", "smoke", "--out", str(gan))
+    assert trained.returncode == 0, trained.stderr
+    consent, driving_consent = consent_files(tmp_path / "consent")
+    out, work = tmp_path / "avatar", tmp_path / "work"
+    result = subprocess.run(build_command(out, work, consent, driving_consent, "--gan", str(gan)), cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not good enough yet" in result.stderr and "--faces" in result.stderr
+    assert "[1/6] check" in result.stdout and "[2/6] sample" in result.stdout
+    assert not (work / "sample" / "done.json").exists() and not out.exists()

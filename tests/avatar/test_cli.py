@@ -29,7 +29,7 @@ def run(args, **kwargs):
 
 def test_help_lists_the_commands():
     out = run(["--help"]).stdout
-    for command in ("serve", "chat", "export", "synth", "swap"):
+    for command in ("serve", "chat", "export", "verify", "build", "inspect", "synth", "swap"):
         assert command in out
 
 
