@@ -8,6 +8,8 @@ frame j the cost is
            + W_ANCHOR * step(j, a_t)                         drift towards the head-pose anchor a_t
 
 and moving from frame i to frame j costs W_STEP * step(i, j), forbidden when step(i, j) > max_pose_step.
+In a clip of more than `beam` frames (a custom avatar's), each step extends only the `beam` cheapest paths so
+far, which keeps a step's cost at beam x N instead of N x N; a shorter clip is searched exactly.
 step(i, j) is the RMS displacement of the rigid landmarks (upper jaw, brows, nose, eye corners) between the
 two frames, in inter-ocular distances: how far the head would jump on screen. Mouth width is matched relative
 to the clip's resting width (0.5 in a target means "this face at rest"), opening and roundness as they are.
@@ -45,16 +47,18 @@ class MotionSettings:
     anchor_every: tuple[float, float] = (1.0, 3.0)       # seconds the head rests before drifting on
     anchor_reach: float = 0.10                           # IOD: how far a new anchor may be from the last
     ease_frames: int = 3                                 # frames to close the mouth after a barge-in
+    beam: int = 256                                      # Viterbi states extended per step (all in a shorter clip)
 
 
 def pose_steps(landmarks: np.ndarray) -> np.ndarray:
     """[N, N] RMS displacement of the rigid landmarks between every pair of frames, in median IODs."""
-    rigid = landmarks[:, RIGID_POINTS].astype(np.float32)                  # [N, K, 2]
+    rigid = landmarks[:, RIGID_POINTS].astype(np.float64)                  # [N, K, 2]
     iod = float(np.median(inter_ocular(landmarks)))
-    steps = np.empty((len(rigid), len(rigid)), np.float32)
-    for i, frame in enumerate(rigid):
-        steps[i] = np.sqrt(((rigid - frame) ** 2).sum(-1).mean(-1)) / iod
-    return steps
+    flat = (rigid - rigid.mean((0, 1))).reshape(len(rigid), -1)            # centred: less cancellation below
+    norms = (flat ** 2).sum(1)
+    squared = np.maximum(norms[:, None] + norms[None] - 2.0 * flat @ flat.T, 0.0)   # |a - b|^2, one matmul
+    np.fill_diagonal(squared, 0.0)
+    return (np.sqrt(squared / len(RIGID_POINTS)) / iod).astype(np.float32)
 
 
 class MotionPlanner:
@@ -150,10 +154,13 @@ class MotionPlanner:
         acc[start] = 0.0
         back = np.empty((n, len(self.mouth)), np.int64)
         columns = np.arange(len(self.mouth))
+        everything = columns if len(columns) <= s.beam else None
         for t in range(n):
-            total = acc[:, None] + self.transition                            # [from, to]
-            back[t] = total.argmin(0)
-            acc = total[back[t], columns] + cost[t]
+            beam = everything if everything is not None else np.argpartition(acc, s.beam)[: s.beam]
+            total = acc[beam, None] + self.transition[beam]                   # [from (in the beam), to]
+            best = total.argmin(0)
+            back[t] = beam[best]
+            acc = total[best, columns] + cost[t]
         path = np.empty(n, np.int64)
         path[-1] = int(acc.argmin())
         for t in range(n - 1, 0, -1):

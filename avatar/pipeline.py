@@ -27,7 +27,7 @@ class AvatarSettings:
 class AvatarEngine:
     """The shared, read-only parts: voice, driving clip, face model and renderer."""
 
-    def __init__(self, voice: Voice, clip, face_model: FaceModel, label: str = "AI-generated",
+    def __init__(self, voice: Voice, clip, face_model: FaceModel | None, label: str = "AI-generated",
                  name: str = BUILT_IN_NAME, consent: tuple[str, ...] = ()) -> None:
         from avatar.render import Renderer
 
@@ -45,13 +45,14 @@ class AvatarEngine:
         from avatar.face import IdentityFaceModel
         from avatar.voice import EspeakVoice, VoiceSettings
 
-        name, consent = BUILT_IN_NAME, ()
+        name, consent, face_model = BUILT_IN_NAME, (), IdentityFaceModel()
         path = Path(settings.avatar)
         if settings.avatar == "default":
             clip = load_default_clip()
         elif is_bundle(path):
             bundle, clip = load_bundle(path)
             name, consent = bundle.name, bundle.consent
+            face_model = None              # baked: the frames already show the subject's face
         elif path.is_file() and path.suffix.lower() == ".npz":
             clip = DrivingClip.load(path)
             name = f"driving clip {path.name}"
@@ -60,7 +61,7 @@ class AvatarEngine:
             raise ValueError(f"avatar {settings.avatar!r}: {problem}; use 'default', an avatar bundle folder or "
                              ".avatar file, or a driving-clip .npz")
         voice = EspeakVoice(VoiceSettings(voice=settings.voice, rate=settings.rate))
-        return cls(voice, clip, IdentityFaceModel(), label=settings.label, name=name, consent=consent)
+        return cls(voice, clip, face_model, label=settings.label, name=name, consent=consent)
 
     @property
     def frame_size(self) -> tuple[int, int]:

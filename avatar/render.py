@@ -54,8 +54,9 @@ def draw_label(frame: np.ndarray, text: str = "AI-generated") -> np.ndarray:
 class Renderer:
     """Renders output frames of one driving clip through one face model; safe to share across threads."""
 
-    def __init__(self, clip: DrivingClip, face_model: FaceModel, label: str = "AI-generated",
+    def __init__(self, clip: DrivingClip, face_model: FaceModel | None, label: str = "AI-generated",
                  face_size: int = FACE_SIZE) -> None:
+        """`face_model` None: the clip's frames are final (a baked custom avatar), only the label is drawn."""
         self.clip = clip
         self.face_model = face_model
         self.face_size = face_size
@@ -75,10 +76,11 @@ class Renderer:
         if not 0 <= index < len(self.clip):
             raise IndexError(f"driving frame {index} out of range 0..{len(self.clip) - 1}")
         frame = self.clip.frames[index]
-        transform = self._transforms[index]
-        faces, masks = self.face_model(align(frame, transform, self.face_size)[None])
         out = frame.copy()
-        blend_into(out, faces[0], masks[0], transform, self._rois[index])
+        if self.face_model is not None:
+            transform = self._transforms[index]
+            faces, masks = self.face_model(align(frame, transform, self.face_size)[None])
+            blend_into(out, faces[0], masks[0], transform, self._rois[index])
         self._draw_label(out)
         return out
 

@@ -58,3 +58,13 @@ def test_render_many_and_frame_size(renderer, default_clip):
     np.testing.assert_array_equal(frames[1], renderer.render(1))
     with pytest.raises(IndexError):
         renderer.render(len(default_clip))
+
+
+def test_without_a_face_model_frames_are_shown_as_they_are_with_the_label(default_clip):
+    renderer = Renderer(default_clip, None)                   # a baked avatar: its frames are final
+    out = renderer.render(5)
+    x0, y0, x1, y1 = renderer.label_box()
+    outside = np.ones(out.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(out[outside], default_clip.frames[5][outside])
+    assert not np.array_equal(out[y0:y1, x0:x1], default_clip.frames[5][y0:y1, x0:x1])
