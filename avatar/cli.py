@@ -32,8 +32,11 @@ def _responder(db: str | None):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from avatar.pipeline import check_avatar
     from streaming.server import serve
     from streaming.settings import ServiceSettings
+
+    check_avatar(args.avatar)                      # a bad avatar is refused before the service starts
 
     overrides = {"host": args.host, "port": args.port, "avatar": args.avatar, "voice": args.voice, "rate": args.rate}
     if args.db:

@@ -24,6 +24,25 @@ class AvatarSettings:
     label: str = "AI-generated"      # visible label drawn on every frame
 
 
+def _not_an_avatar(avatar: str) -> str:
+    problem = "not found" if not Path(avatar).exists() else "not an avatar"
+    return (f"avatar {avatar!r}: {problem}; use 'default', an avatar bundle folder or .avatar file, "
+            "or a driving-clip .npz")
+
+
+def check_avatar(avatar: str) -> None:
+    """Refuse (ValueError) what `AvatarEngine.from_settings` would refuse, before a service starts: an unknown
+    path, or a bundle with a missing, truncated or altered file (every hash is checked; no frame is decoded)."""
+    from avatar.bundle import is_bundle, open_bundle
+
+    path = Path(avatar)
+    if avatar == "default" or (path.is_file() and path.suffix.lower() == ".npz"):
+        return
+    if not is_bundle(path):
+        raise ValueError(_not_an_avatar(avatar))
+    open_bundle(path)
+
+
 class AvatarEngine:
     """The shared, read-only parts: voice, driving clip, face model and renderer."""
 
@@ -57,9 +76,7 @@ class AvatarEngine:
             clip = DrivingClip.load(path)
             name = f"driving clip {path.name}"
         else:
-            problem = "not found" if not path.exists() else "not an avatar"
-            raise ValueError(f"avatar {settings.avatar!r}: {problem}; use 'default', an avatar bundle folder or "
-                             ".avatar file, or a driving-clip .npz")
+            raise ValueError(_not_an_avatar(settings.avatar))
         voice = EspeakVoice(VoiceSettings(voice=settings.voice, rate=settings.rate))
         return cls(voice, clip, face_model, label=settings.label, name=name, consent=consent)
 

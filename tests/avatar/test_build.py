@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_inspect_prints_the_manifest_and_verifies_hashes(built_avatar):
 @pytest.fixture(scope="module")
 def exported(built_avatar, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "dialogue.mp4"
-    env = {**__import__("os").environ, "AVATAR_C2PA_DIR": str(built_avatar.c2pa)}
+    env = {**os.environ, "AVATAR_C2PA_DIR": str(built_avatar.c2pa)}
     result = _avatar("export", "--avatar", str(built_avatar.bundle), "--dialogue", str(PAPER_DIALOGUE),
                      "-o", str(out), "--db", f"sqlite:///{out.parent / 'bot.sqlite3'}", env=env)
     assert result.returncode == 0, result.stderr
@@ -199,3 +200,36 @@ def test_a_gan_too_weak_for_the_identity_filter_stops_the_build_with_what_to_do(
     assert "not good enough yet" in result.stderr and "--faces" in result.stderr
     assert "[1/6] check" in result.stdout and "[2/6] sample" in result.stdout
     assert not (work / "sample" / "done.json").exists() and not out.exists()
+
+
+def test_serve_and_export_refuse_an_altered_bundle_before_starting(built_avatar, tmp_path):
+    import zipfile
+
+    folder = tmp_path / "altered"
+    with zipfile.ZipFile(built_avatar.bundle) as bundle:
+        bundle.extractall(folder)
+    data = bytearray((folder / "clip.npz").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (folder / "clip.npz").write_bytes(bytes(data))
+    served = _avatar("serve", "--avatar", str(folder), "--port", "0", timeout=120)
+    assert served.returncode == 2 and "clip.npz was altered" in served.stderr, served.stderr[-2000:]
+    exported = _avatar("export", "--avatar", str(folder), "--dialogue", str(PAPER_DIALOGUE),
+                       "-o", str(tmp_path / "x.mp4"), timeout=120)
+    assert exported.returncode == 2 and "clip.npz was altered" in exported.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, tmp_path):
+    consent, driving_consent = consent_files(tmp_path / "consent")
+    out, work = tmp_path / "again", tmp_path / "work"                       # a folder bundle this time
+    run = built_avatar.work / "swap" / "run"
+    result = subprocess.run(build_command(out, work, consent, driving_consent, "--swap", str(run),
+                                          faces=subject_dataset), cwd=REPO, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "AVATAR_C2PA_DIR": str(built_avatar.c2pa)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "in 4 stages: check, bake, quality, bundle" in result.stdout
+    assert not (work / "swap").exists()
+    from avatar.bundle import load_bundle
+
+    bundle, clip = load_bundle(out)
+    assert out.is_dir() and len(clip) == DRIVING_FRAMES and bundle.manifest["build"]["swap_run"] == str(run)
