@@ -12,26 +12,19 @@ import av
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-VIDEOS = REPO.parent / "shared" / "data" / "videos"
-SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
-DRIVING = VIDEOS / "driving_B_man_outdoor_35s.mp4"
-CACHE = REPO / "var" / "test-cache" / "synth"     # shared with tests/synth: the same prepared dataset
+from build_support import DRIVING, REPO
+
 FRAMES = 60                                        # the first 2 s of driving_B
 
 
 @pytest.fixture(scope="module")
-def subject_faces(tmp_path_factory) -> Path:
-    """subject_A prepared at 64 px on every 6th frame (cached), written as a FACES folder."""
-    if not (SUBJECT.exists() and DRIVING.exists()):
-        pytest.skip(f"real footage not available in {VIDEOS} (../shared/data is absent)")
-    from synth.prepare import PrepareOptions, prepare
+def subject_faces(subject_dataset, tmp_path_factory) -> Path:
+    """subject_A prepared at 64 px on every 6th frame (the session's cached dataset), written as a FACES folder."""
+    from synth.dataset import load_metadata
     from synth.sample import export_real_faces
 
-    dataset = CACHE / "subject_A-64-every6"
-    report = prepare([SUBJECT], dataset, PrepareOptions(size=64, every=6), show_progress=False)
     out = tmp_path_factory.mktemp("subject") / "faces"
-    export_real_faces(dataset, np.arange(report.info.count), out)
+    export_real_faces(subject_dataset, np.arange(len(load_metadata(subject_dataset))), out)
     return out
 
 
