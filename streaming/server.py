@@ -1,15 +1,42 @@
-"""`avatar serve`: run the app with uvicorn."""
+"""`avatar serve`: run the app with uvicorn, its connections bounded in number and time, its error logs in rate."""
 from __future__ import annotations
 
+import dataclasses
+
 import uvicorn
+from starlette.types import ASGIApp
 
 from streaming.app import create_app
+from streaming.connections import HttpLimits, guarded_http, raise_fd_limit, within_fd_limit
+from streaming.logs import install_rate_limit
 from streaming.settings import ServiceSettings
 
 
-def serve(settings: ServiceSettings) -> None:
-    """Serve the avatar on settings.host:settings.port until interrupted."""
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+def http_limits(settings: ServiceSettings, fd_limit: int) -> HttpLimits:
+    """The HTTP limits from settings (fields http_max_connections, http_idle_timeout, ...; AVATAR_HTTP_*),
+    fitted to the limit on open files. Fields settings lack keep HttpLimits' defaults."""
+    given = {field.name: getattr(settings, f"http_{field.name}") for field in dataclasses.fields(HttpLimits)
+             if hasattr(settings, f"http_{field.name}")}
+    return within_fd_limit(HttpLimits(**given), fd_limit)
+
+
+def server_config(app: ASGIApp, host: str, port: int, limits: HttpLimits, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's config for `app`: the guarded h11 protocol, keep-alive as long as the idle timeout, and a
+    bounded wait for requests in progress at shutdown."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, http=guarded_http(limits),
+                          backlog=limits.backlog, timeout_keep_alive=limits.idle_timeout, timeout_graceful_shutdown=10)
+
+
+def serve(settings: ServiceSettings, app: ASGIApp | None = None) -> None:
+    """Serve the avatar (or `app`: tests pass one with stand-in parts) on settings.host:settings.port until
+    interrupted."""
+    limits = http_limits(settings, raise_fd_limit())
+    config = server_config(app or create_app(settings), settings.host, settings.port, limits)
+    install_rate_limit()                      # after uvicorn.Config has set up logging
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":  # python -m streaming.server: settings from AVATAR_* variables
