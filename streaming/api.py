@@ -1,8 +1,7 @@
 """JSON routes: WebRTC offers, text chat, closing a session, which avatar speaks, health."""
 from __future__ import annotations
 
-import asyncio
-import logging
+import math
 from typing import Literal, TypeVar
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -11,12 +10,16 @@ from pydantic import BaseModel, ValidationError
 
 from avatar.types import BUILT_IN_NAME
 
+from streaming.clients import TooManyRequests, UnknownConversation
+from streaming.offers import BadOffer, check_offer
+from streaming.peer import advertise_max_message_size, guard_channel_messages
 from streaming.services import Services, get_services
-from streaming.session import Session, SessionLimitReached
+from streaming.session import MessageRules, Session, SessionLimitReached, check_text
+from streaming.workers import BUSY_RETRY_AFTER, Busy
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 Model = TypeVar("Model", bound=BaseModel)
+FULL_RETRY_AFTER = 5   # seconds a caller is told to wait when every session slot is taken
 
 
 class Offer(BaseModel):
@@ -32,11 +35,13 @@ class Answer(BaseModel):
 
 class ChatRequest(BaseModel):
     text: str
-    session_id: str | None = None   # a live WebRTC session: its avatar speaks the reply too
+    session_id: str | None = None        # a live WebRTC session: its avatar speaks the reply too
+    conversation_id: str | None = None   # without a session: continue this conversation (from an earlier reply)
 
 
 class ChatReply(BaseModel):
     reply: str
+    conversation_id: str | None = None   # without a session: send it back to continue the conversation
 
 
 class AvatarInfo(BaseModel):
@@ -58,81 +63,117 @@ async def read_json(request: Request, model: type[Model]) -> Model:
         raise HTTPException(422, f"bad request body: {where}: {first['msg']}") from None
 
 
-def check_offer_sdp(sdp: str) -> None:
-    """Reject what is plainly not an SDP offer before building a peer connection for it."""
-    lines = [line.strip() for line in sdp.strip().splitlines()]
-    if not lines or lines[0] != "v=0":
-        raise HTTPException(400, "malformed SDP offer: it must start with 'v=0'")
-    if not any(line.startswith("m=") for line in lines):
-        raise HTTPException(400, "malformed SDP offer: it has no media section (m= line)")
+def client_of(request: Request) -> str:
+    """The caller's address (a trusted proxy's X-Forwarded-For, as uvicorn resolves it)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def refuse(status: int, detail: str, retry_after: int) -> HTTPException:
+    return HTTPException(status, detail, headers={"Retry-After": str(retry_after)})
+
+
+def admit(check, *args) -> None:
+    """Run a per-client limit check; 429 with Retry-After beyond it."""
+    try:
+        check(*args)
+    except TooManyRequests as error:
+        raise refuse(429, str(error), error.retry_after) from None
 
 
 @router.post("/offer", response_model=Answer)
 async def offer(request: Request, services: Services = Depends(get_services)) -> Answer:
     """An SDP offer in, the answer out: a new session streaming the avatar to the caller."""
+    settings = services.settings
+    client = client_of(request)
     body = await read_json(request, Offer)
-    check_offer_sdp(body.sdp)
+    admit(services.limits.admit_offer, client)
+    try:
+        check_offer(body.sdp)
+    except BadOffer as error:
+        raise HTTPException(400, f"malformed SDP offer: {error}") from None
+    if settings.client_limits and services.sessions.count(client) >= settings.max_sessions_per_client:
+        raise refuse(429, f"too many live sessions from your address (at most {settings.max_sessions_per_client})",
+                     math.ceil(settings.connect_timeout))
     try:
         services.sessions.check_room()
     except SessionLimitReached as error:
-        raise HTTPException(503, str(error)) from None
+        raise refuse(503, str(error), FULL_RETRY_AFTER) from None
 
+    return await services.media.run(open_session(services, body, client))
+
+
+async def open_session(services: Services, offer: Offer, client: str) -> Answer:
+    """On the media loop: a peer connection and session for a checked offer, and the answer."""
+    settings = services.settings
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    session = Session(pc, services.engine, services.responder, services.frames, services.render_pool)
+    session = Session(pc, services.engine, services.responder, services.frames, services.workers,
+                      services.render_pool, client=client, limits=services.limits,
+                      rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes))
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=body.sdp, type=body.type))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
+        guard_channel_messages(pc, settings.max_channel_message_bytes)
         kinds = {t.kind for t in pc.getTransceivers()}
-        if not kinds & {"audio", "video"}:
-            raise ValueError("it offers neither audio nor video")
         if "audio" in kinds:
             pc.addTrack(session.audio)
         if "video" in kinds:
             pc.addTrack(session.video)
         await pc.setLocalDescription(await pc.createAnswer())
-    except Exception as error:  # aiortc raises ValueError and friends for SDP it cannot use
-        await session.close()
-        raise HTTPException(400, f"malformed SDP offer: {error}") from None
+    except Exception as error:  # whatever aiortc raises on an offer it cannot complete: the offer is bad
+        await session.close()   # never raises: a failing pc.close() is logged
+        raise HTTPException(400, f"malformed SDP offer: aiortc could not answer it ({error or type(error).__name__})") from None
     try:
         services.sessions.add(session)
     except SessionLimitReached as error:
         await session.close()
-        raise HTTPException(503, str(error)) from None
+        raise refuse(503, str(error), FULL_RETRY_AFTER) from None
 
     pc.on("datachannel", session.attach_channel)
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:
         if pc.connectionState in ("failed", "closed"):
-            log.info("session %s: peer %s", session.id, pc.connectionState)
-            await services.sessions.close(session.id)
+            await services.sessions.close(session.id, f"connection {pc.connectionState}")
 
     local = pc.localDescription
-    return Answer(sdp=local.sdp, type=local.type, session_id=session.id)
+    sdp = advertise_max_message_size(local.sdp, settings.max_channel_message_bytes)
+    return Answer(sdp=sdp, type=local.type, session_id=session.id)
 
 
-@router.post("/chat", response_model=ChatReply)
+@router.post("/chat", response_model=ChatReply, response_model_exclude_none=True)
 async def chat(request: Request, services: Services = Depends(get_services)) -> ChatReply:
-    """Text in, the bot's reply out; with a live session's id, that session's avatar also speaks it."""
+    """Text in, the bot's reply out; with a live session's id, that session's avatar also speaks it.
+
+    Without a session, each client has its own conversation: the reply names it (`conversation_id`) and
+    the client sends that back to continue it.
+    """
     body = await read_json(request, ChatRequest)
     session = None
     if body.session_id is not None:
         session = services.sessions.get(body.session_id)
         if session is None:
             raise HTTPException(404, f"unknown session {body.session_id!r} (it may have ended)")
+    admit(services.limits.admit_chat, client_of(request))
     try:
+        text = check_text(body.text, services.settings.max_message_chars)
         if session is not None:
-            reply = await session.converse(body.text)
-        else:
-            reply = await asyncio.to_thread(services.responder.reply, body.text, "http")
-    except ValueError as error:  # the bot's InvalidMessage
+            return ChatReply(reply=await services.media.run(session.converse(text)))
+        try:
+            conversation = services.conversations.open(body.conversation_id)
+        except UnknownConversation:
+            raise HTTPException(404, f"unknown conversation {body.conversation_id!r} (it may have been forgotten; "
+                                     "send none to start a new one)") from None
+        reply = await services.workers.bot.run(services.responder.reply, text, conversation)
+        return ChatReply(reply=reply, conversation_id=conversation)
+    except Busy as error:
+        raise refuse(503, str(error), BUSY_RETRY_AFTER) from None
+    except ValueError as error:  # BadMessage, or the bot's InvalidMessage
         raise HTTPException(422, str(error)) from None
-    return ChatReply(reply=reply)
 
 
 @router.delete("/session/{session_id}")
 async def close_session(session_id: str, services: Services = Depends(get_services)) -> dict:
     """Hang up a session (the page does this when it leaves)."""
-    if not await services.sessions.close(session_id):
+    if not await services.media.run(services.sessions.close(session_id, "hung up (DELETE)")):
         raise HTTPException(404, f"unknown session {session_id!r} (it may have ended)")
     return {"closed": session_id}
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from streaming.guarded import Engine
 from streaming.ice import loopback_only
 from streaming.limits import BodyLimitMiddleware
 from streaming.services import Services, build_engine, build_responder
-from streaming.session import SessionRegistry
-from streaming.tracks import EncoderFrames
 from streaming.settings import ServiceSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -31,24 +28,17 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # aiortc encodes every frame on the loop's default executor: give it a thread per track.
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=2 * settings.max_sessions + 4, thread_name_prefix="media"))
         with loopback_only(settings.ice_loopback_only):
-            services = Services(
-                settings=settings,
+            services = Services.create(
+                settings,
                 engine=engine or await asyncio.to_thread(build_engine, settings),
                 responder=responder or await asyncio.to_thread(build_responder, settings),
-                sessions=SessionRegistry(settings.max_sessions),
-                render_pool=ThreadPoolExecutor(max_workers=4, thread_name_prefix="render"),
-                frames=EncoderFrames(),
             )
             app.state.services = services
             try:
                 yield
             finally:
-                await services.sessions.close_all()
-                services.render_pool.shutdown(wait=False, cancel_futures=True)
+                await services.close()
 
     app = FastAPI(title="Conversational avatar", lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,4 +1,4 @@
-"""What the routes share: the avatar engine, the bot, the live sessions and the render workers.
+"""What the routes share: the avatar engine, the bot, the live sessions, their event loop and the workers.
 
 Built once per app in its lifespan (the engine and the bot take seconds to load), or passed in by tests.
 """
@@ -11,10 +11,12 @@ from pathlib import Path
 from fastapi import Request
 
 from avatar.types import Responder
+from streaming.clients import ClientLimits, Conversations
 from streaming.guarded import Engine
 from streaming.session import SessionRegistry
 from streaming.settings import ServiceSettings
 from streaming.tracks import EncoderFrames
+from streaming.workers import MediaLoop, Workers
 
 
 @dataclass
@@ -25,6 +27,35 @@ class Services:
     sessions: SessionRegistry
     render_pool: ThreadPoolExecutor       # rendering and frame conversion, shared by all sessions
     frames: EncoderFrames                 # converted frames per driving frame, shared by all sessions
+    media: MediaLoop                      # the event loop the peer connections and sessions live on
+    workers: Workers                      # bot replies and speech planning, off the media's executors
+    limits: ClientLimits                  # offers and chats per client address
+    conversations: Conversations          # /chat conversations of clients without a session
+
+    @classmethod
+    def create(cls, settings: ServiceSettings, engine: Engine, responder: Responder) -> Services:
+        workers = Workers.create(settings.bot_workers, settings.speech_workers, settings.max_pending)
+        end_session = getattr(responder, "end_session", None)  # the bot may forget a conversation
+        forget = None if end_session is None else (lambda conversation: workers.bot.post(end_session, conversation))
+        return cls(
+            settings=settings,
+            engine=engine,
+            responder=responder,
+            sessions=SessionRegistry(settings.max_sessions, settings.connect_timeout, settings.peer_silence_timeout),
+            render_pool=ThreadPoolExecutor(max_workers=4, thread_name_prefix="render"),
+            frames=EncoderFrames(),
+            media=MediaLoop(encoder_workers=2 * settings.max_sessions + 4),  # a thread per track
+            workers=workers,
+            limits=ClientLimits(settings.offers_per_minute, settings.chats_per_minute, settings.max_tracked_clients,
+                                enabled=settings.client_limits),
+            conversations=Conversations(settings.max_conversations, forget),
+        )
+
+    async def close(self) -> None:
+        await self.media.run(self.sessions.close_all())
+        await self.media.close()
+        self.render_pool.shutdown(wait=False, cancel_futures=True)
+        self.workers.shutdown()
 
 
 def build_engine(settings: ServiceSettings) -> Engine:

@@ -1,8 +1,9 @@
 """One live viewer: a peer connection, its two tracks, its conversation and its barge-in rule.
 
-A message starts a turn: the bot's reply (worker thread), then speech synthesis and motion planning
-(worker thread), then the utterance is placed on the session's timeline. A new message interrupts the
-turn in progress at once: queued audio and video are dropped and the avatar goes back to listening.
+A message starts a turn: the bot's reply (bot pool), then speech synthesis and motion planning (speech
+pool), then the utterance is placed on the session's timeline. A new message interrupts the turn in
+progress at once: queued audio and video are dropped and the avatar goes back to listening.
+A message is checked (size, UTF-8, emptiness, the client's rate) before it is echoed or answered.
 """
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import json
 import logging
 import uuid
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
 from avatar.types import Responder
+from streaming.clients import ClientLimits, TooManyRequests
 from streaming.guarded import Engine, GuardedPerformer
+from streaming.peer import Refused, watch_peer
 from streaming.timeline import Timeline
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, EncoderFrames, SessionClock
+from streaming.workers import Busy, Workers
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +34,53 @@ class SessionLimitReached(RuntimeError):
     """No room for one more live session."""
 
 
+class BadMessage(ValueError):
+    """A chat message refused before it reaches the bot; the text says why, for the user."""
+
+
+@dataclass(frozen=True)
+class MessageRules:
+    max_chars: int = 1000            # characters of text
+    max_bytes: int = 256 * 1024      # bytes as received on the data channel
+
+
+def check_text(text: str, max_chars: int) -> str:
+    """`text` if it is something to answer, else BadMessage in plain words."""
+    if not text.strip():
+        raise BadMessage("The message is empty: please type something.")
+    if len(text) > max_chars:
+        raise BadMessage(f"The message is too long ({len(text)} characters; at most {max_chars}).")
+    return text
+
+
+def check_message(message: str | bytes | Refused, rules: MessageRules) -> str:
+    """The text of a data-channel message, or BadMessage."""
+    if isinstance(message, Refused):
+        raise BadMessage(message.reason)
+    if isinstance(message, bytes):
+        if len(message) > rules.max_bytes:
+            raise BadMessage(f"The message is too large ({len(message)} bytes; at most {rules.max_bytes}).")
+        try:
+            message = message.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadMessage("Messages must be UTF-8 text.") from None
+    return check_text(message, rules.max_chars)
+
+
 class Session:
     """A peer connection streaming one performer, with the conversation that drives it."""
 
     def __init__(self, pc: RTCPeerConnection, engine: Engine, responder: Responder, frames: EncoderFrames,
-                 executor: Executor | None = None, session_id: str | None = None) -> None:
+                 workers: Workers, executor: Executor | None = None, session_id: str | None = None, *,
+                 client: str = "unknown", limits: ClientLimits | None = None,
+                 rules: MessageRules = MessageRules()) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.pc = pc
+        self.client = client                            # the peer's address, for per-client limits
         self.responder = responder
+        self.workers = workers
+        self.limits = limits
+        self.rules = rules
         self.performer = GuardedPerformer(engine.performer(seed=int(uuid.uuid4().int % 2**31)))
         self.clock = SessionClock()
         self.timeline = Timeline()
@@ -53,11 +97,14 @@ class Session:
     async def converse(self, text: str) -> str:
         """Answer `text` and have the avatar speak the answer; interrupts whatever it was saying.
 
-        Raises ValueError (the bot's InvalidMessage) for a message the bot refuses.
+        Raises Busy at once when the bot's queue is full (nothing is interrupted then), and ValueError
+        (the bot's InvalidMessage) for a message the bot refuses.
         """
+        if self.workers.bot.full:
+            raise Busy("busy, try again in a moment")
         turn = self._barge_in()
         self.send_event(type="user", text=text)
-        reply = await asyncio.to_thread(self.responder.reply, text, self.id)
+        reply = await self.workers.bot.run(self.responder.reply, text, self.id)
         self.send_event(type="reply", text=reply)
         if turn == self._turn and not self.closed.is_set():
             self._speaking = self._spawn(self._speak(reply, turn))
@@ -75,7 +122,10 @@ class Session:
 
     async def _speak(self, text: str, turn: int) -> None:
         try:
-            utterance = await asyncio.to_thread(self.performer.prepare, text)
+            utterance = await self.workers.speech.run(self.performer.prepare, text)
+        except Busy:
+            self.send_event(type="error", message="busy, try again in a moment")
+            return
         except ValueError as error:           # e.g. a reply with nothing speakable in it
             self.send_event(type="error", message=f"could not speak the reply: {error}")
             return
@@ -100,15 +150,14 @@ class Session:
         self._channel = channel
         channel.on("message", lambda message: self._spawn(self._on_message(message)))
 
-    async def _on_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            try:
-                message = message.decode("utf-8")
-            except UnicodeDecodeError:
-                self.send_event(type="error", message="messages must be UTF-8 text")
-                return
+    async def _on_message(self, message: str | bytes | Refused) -> None:
         try:
-            await self.converse(message)
+            text = check_message(message, self.rules)
+            if self.limits is not None:
+                self.limits.admit_chat(self.client)
+            await self.converse(text)
+        except (BadMessage, TooManyRequests, Busy) as error:
+            self.send_event(type="error", message=str(error))
         except ValueError as error:           # the bot's InvalidMessage: tell the user why
             self.send_event(type="error", message=str(error))
         except Exception:
@@ -118,7 +167,10 @@ class Session:
     def send_event(self, **event: Any) -> None:
         channel = self._channel
         if channel is not None and channel.readyState == "open":
-            channel.send(json.dumps(event))
+            try:
+                channel.send(json.dumps(event))
+            except Exception as error:  # e.g. over the peer's max-message-size: the event is lost, not the turn
+                log.warning("session %s: could not send a %s event: %s", self.id, event.get("type"), error)
 
     # --- lifetime -----------------------------------------------------------------------------------
 
@@ -138,18 +190,24 @@ class Session:
             task.cancel()
         self.audio.stop()
         self.video.stop()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception as error:  # aiortc can raise again closing a connection a bad offer left half-made
+            log.warning("session %s: closing the peer connection raised %r", self.id, error)
         end_session = getattr(self.responder, "end_session", None)  # the bot may forget this conversation
         if end_session is not None:
-            end_session(self.id)
+            self.workers.bot.post(end_session, self.id)  # off the loop: it waits for the bot's lock
 
 
 class SessionRegistry:
-    """The live sessions of one app, bounded; a session leaves when its peer goes away."""
+    """The live sessions of one app, bounded; a session leaves when its peer goes away or falls silent."""
 
-    def __init__(self, max_sessions: int) -> None:
+    def __init__(self, max_sessions: int, connect_timeout: float = 15.0, silence_timeout: float = 5.0) -> None:
         self.max_sessions = max_sessions
+        self.connect_timeout = connect_timeout
+        self.silence_timeout = silence_timeout
         self._sessions: dict[str, Session] = {}
+        self._watchers: dict[str, asyncio.Task] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -158,21 +216,36 @@ class SessionRegistry:
         if len(self._sessions) >= self.max_sessions:
             raise SessionLimitReached(f"the service is full ({self.max_sessions} live sessions); try again later")
 
+    def count(self, client: str) -> int:
+        """Live sessions of one client address."""
+        return sum(1 for session in self._sessions.values() if session.client == client)
+
     def add(self, session: Session) -> None:
+        """Hold a slot for `session` while its peer connects and then keeps talking to us."""
         self.check_room()
         self._sessions[session.id] = session
+        self._watchers[session.id] = asyncio.get_running_loop().create_task(self._watch(session))
+
+    async def _watch(self, session: Session) -> None:
+        reason = await watch_peer(session.pc, self.connect_timeout, self.silence_timeout)
+        self._watchers.pop(session.id, None)  # this task is ending: close() must not cancel it
+        await self.close(session.id, reason)
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
-    async def close(self, session_id: str) -> bool:
-        """Close and forget a session; False when there was none by that id."""
+    async def close(self, session_id: str, reason: str = "closed by the service") -> bool:
+        """Close and forget a session, logging why once; False when there was none by that id."""
         session = self._sessions.pop(session_id, None)
         if session is None:
             return False
+        watcher = self._watchers.pop(session_id, None)
+        if watcher is not None:
+            watcher.cancel()
+        log.info("session %s (%s) closed: %s", session_id, session.client, reason)
         await session.close()
         return True
 
     async def close_all(self) -> None:
         for session_id in list(self._sessions):
-            await self.close(session_id)
+            await self.close(session_id, "the service is stopping")

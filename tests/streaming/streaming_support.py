@@ -99,4 +99,7 @@ def serve_in_thread(app: FastAPI, port: int, timeout: float = 120.0) -> Iterator
 
 
 def loopback_settings(**overrides) -> ServiceSettings:
+    """Settings for a test server on 127.0.0.1; per-client limits off unless asked for (every test client is
+    127.0.0.1)."""
+    overrides.setdefault("client_limits", False)
     return ServiceSettings(host="127.0.0.1", port=0, ice_loopback_only=True, **overrides)
