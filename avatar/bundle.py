@@ -22,7 +22,6 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -363,11 +362,11 @@ def _write_frames(path: Path, frames: np.ndarray, fps: float, crf: int) -> tuple
     """Encode RGB frames [N, H, W, 3] as H.264; an odd side loses its last row or column. Returns (W, H)."""
     import av
 
+    from avatar.mp4 import add_h264, open_mp4
+
     h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "medium", "crf": str(crf)}
+    with open_mp4(path, "AI-generated avatar frames (face swap)") as container:
+        stream = add_h264(container, fps, w, h, crf, preset="medium")
         for i, frame in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="rgb24")
             vf.pts = i

@@ -17,14 +17,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from avatar.mp4 import AI_NOTICE, add_h264, open_mp4
 from avatar.pipeline import Performer
 from avatar.provenance import ContentInfo, sign_file
 from avatar.render import I420Frames, to_i420
 from avatar.types import FPS, SAMPLE_RATE, Responder
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-AI_NOTICE = ("AI-generated: the face and voice in this video are synthetic, made by avatar-service; "
-             "they are not a recording of a real person speaking.")
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,8 @@ class _Mp4Writer:
     """Writes RGB frames and mono int16 audio, one video frame's worth of samples at a time."""
 
     def __init__(self, path: Path, size: tuple[int, int], options: ExportOptions) -> None:
-        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+use_metadata_tags+faststart"})
-        self.container.metadata.update({"title": "AI-generated avatar dialogue", "comment": AI_NOTICE,
-                                        "description": AI_NOTICE, "ai_generated": "true",
-                                        "encoder_app": "avatar-service"})
-        self.video = self.container.add_stream("libx264", rate=FPS)
-        self.video.width, self.video.height = size
-        self.video.pix_fmt = "yuv420p"
-        self.video.options = {"preset": options.preset, "crf": str(options.crf)}
+        self.container = open_mp4(path, "AI-generated avatar dialogue")
+        self.video = add_h264(self.container, FPS, *size, options.crf, options.preset)
         self.audio = self.container.add_stream("aac", rate=SAMPLE_RATE)
         self.audio.layout = "mono"
         self.audio.options = {"aac_coder": "fast"}   # FFmpeg's default two-loop search costs twice the time

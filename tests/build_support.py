@@ -6,6 +6,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
 SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
@@ -46,3 +49,15 @@ def consent_files(folder: Path) -> tuple[Path, Path]:
     subject.write_text("I, Subject A, agree that an AI avatar with my face is made for testing avatar-service.\n")
     driving.write_text("I, Driver B, agree that my recorded motion drives an AI avatar for testing.\n")
     return subject, driving
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
+    """An H.264 mp4 of RGB frames (even sides)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path

@@ -295,7 +295,8 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
     deadline = None if options.minutes is None else time.monotonic() + options.minutes * 60
     last_preview = tick = time.monotonic()
     bar = tqdm(total=total, initial=trainer.iter, desc=f"swap {preset.name}", unit="it", disable=not progress)
-    path = latest_checkpoint_or_none(out)
+    found = list_checkpoints(out)
+    path = found[-1] if found else None            # what a stop before the first new checkpoint returns
     try:
         with _StopRequest() as stop:
             while trainer.iter < total:
@@ -333,8 +334,3 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
               f"continue with: avatar swap train --src {options.src} --dst {options.dst} --out {out} --resume")
         raise KeyboardInterrupt
     return path or latest_checkpoint(out)
-
-
-def latest_checkpoint_or_none(out: Path) -> Path | None:
-    found = list_checkpoints(out)
-    return found[-1] if found else None

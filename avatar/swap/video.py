@@ -16,8 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar.driving import DrivingClip
-from avatar.export import AI_NOTICE
 from avatar.face import FACE_SIZE
+from avatar.mp4 import add_h264, open_mp4
 from avatar.render import draw_label
 from avatar.swap.data import VideoScan, cached_scan, check_usable, read_frames
 from avatar.swap.merge import MergeOptions, Predictor, merge_clip
@@ -102,15 +102,9 @@ def write_swapped_video(video: Path, swapped: SwappedClip, out: Path, side_by_si
     tmp = out.with_name(f".{out.stem}.partial.mp4")
     rate = Fraction(swapped.scan.fps).limit_denominator(1001)
     try:
-        with av.open(str(video)) as source, av.open(str(tmp), "w", format="mp4",
-                                                    options={"movflags": "+use_metadata_tags+faststart"}) as sink:
-            sink.metadata.update({"title": "AI-generated face swap", "comment": AI_NOTICE, "description": AI_NOTICE,
-                                  "ai_generated": "true", "encoder_app": "avatar-service"})
+        with av.open(str(video)) as source, open_mp4(tmp, "AI-generated face swap") as sink:
             h, w = originals[0].shape[:2]
-            stream = sink.add_stream("libx264", rate=rate)
-            stream.width, stream.height = (2 * w if side_by_side else w) // 2 * 2, h // 2 * 2
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            stream = add_h264(sink, rate, (2 * w if side_by_side else w) // 2 * 2, h // 2 * 2, crf)
             audio_in = source.streams.audio[0] if source.streams.audio else None
             audio_out = sink.add_stream("aac", rate=audio_in.rate) if audio_in is not None else None
             if audio_out is not None:

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
-from build_support import DRIVING, DRIVING_FRAMES, REPO, SUBJECT, build_command, consent_files
+from build_support import DRIVING, DRIVING_FRAMES, REPO, SUBJECT, build_command, consent_files, write_video
 
 PAPER_DIALOGUE = REPO / "assets" / "dialogues" / "paper.txt"
 
@@ -134,32 +133,16 @@ def test_export_is_signed_for_the_custom_avatar_and_a_changed_byte_is_tampering(
 
 
 def _no_face_video(path: Path, frames: int = 90) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width = stream.height = 160
-        stream.pix_fmt = "yuv420p"
-        for k in range(frames):
-            gradient = np.broadcast_to(np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None], (160, 160, 3))
-            frame = np.ascontiguousarray(np.roll(gradient, k, axis=1))
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
+    gradient = np.broadcast_to(np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None], (160, 160, 3))
+    return write_video(path, [np.ascontiguousarray(np.roll(gradient, k, axis=1)) for k in range(frames)], fps=30)
 
 
 def _two_people_video(path: Path, frames: int = 30) -> Path:
     """subject_A and driving_B side by side: two people in every frame."""
     from avatar.swap.data import read_frames
 
-    left, right = list(read_frames(SUBJECT, frames)), list(read_frames(DRIVING, frames))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height = 720, 360
-        stream.pix_fmt = "yuv420p"
-        for a, b in zip(left, right):
-            frame = np.ascontiguousarray(np.concatenate([a, b], axis=1))
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
+    pairs = zip(read_frames(SUBJECT, frames), read_frames(DRIVING, frames))
+    return write_video(path, [np.ascontiguousarray(np.concatenate(pair, axis=1)) for pair in pairs], fps=30)
 
 
 @pytest.mark.parametrize("case", ["no consent", "driving without a face", "subject with two people",
@@ -192,16 +175,7 @@ def _short_video(source: Path, path: Path, frames: int) -> Path:
     """The first `frames` frames of a video, re-encoded (a shorter subject video for a quicker prepare)."""
     from avatar.swap.data import read_frames
 
-    with av.open(str(path), "w") as container:
-        stream = None
-        for frame in read_frames(source, frames):
-            if stream is None:
-                stream = container.add_stream("libx264", rate=30)
-                stream.height, stream.width = frame.shape[:2]
-                stream.pix_fmt = "yuv420p"
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
+    return write_video(path, list(read_frames(source, frames)), fps=30)
 
 
 def test_the_whole_chain_stops_at_a_gan_too_weak_for_the_identity_filter_and_says_what_to_do(tmp_path):
