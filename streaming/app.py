@@ -13,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from avatar.types import Responder
 from streaming import api
 from streaming.guarded import Engine
-from streaming.ice import loopback_only
+from streaming.hosts import HostCheckMiddleware, allowed_hosts
+from streaming.ice import gather_only, ice_addresses
 from streaming.limits import BodyLimitMiddleware
 from streaming.services import Services, build_engine, build_responder
 from streaming.settings import ServiceSettings
@@ -25,10 +26,11 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
                responder: Responder | None = None) -> FastAPI:
     """The service; `engine` and `responder` are built in the lifespan unless passed in (tests pass them)."""
     settings = settings or ServiceSettings()
+    ice = ice_addresses(settings.host, settings.ice_addresses, settings.ice_loopback_only)   # bad ones fail here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with loopback_only(settings.ice_loopback_only):
+        with gather_only(ice):
             services = Services.create(
                 settings,
                 engine=engine or await asyncio.to_thread(build_engine, settings),
@@ -42,6 +44,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
 
     app = FastAPI(title="Conversational avatar", lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed=allowed_hosts(settings.allowed_hosts, settings.host))  # first
     app.include_router(api.router)
 
     @app.get("/", include_in_schema=False)

@@ -41,3 +41,13 @@ class ServiceSettings(BaseSettings):
     speech_workers: int = Field(2, ge=1)
     max_pending: int = Field(16, ge=0)             # jobs waiting per pool; one more is refused at once
     max_conversations: int = Field(1000, ge=1)     # /chat conversations without a session remembered
+
+    # Who may call, and where WebRTC listens.
+    allowed_hosts: str = ""   # Host names served, comma separated ("*": any); "": localhost, 127.0.0.1, ::1, `host`
+    ice_addresses: str = ""   # ICE host-candidate addresses, comma separated ("*": all); "": `host` (0.0.0.0: all)
+    # HTTP connections (streaming/connections.py); the cap and backlog are also fitted to the open-files limit.
+    http_max_connections: int = Field(1000, ge=16)  # open connections; past it the longest-idle one is closed
+    http_idle_timeout: float = Field(5.0, gt=0)     # seconds a connection may wait for its next request
+    http_header_timeout: float = Field(10.0, gt=0)  # seconds from a request's first byte to the end of its headers
+    http_body_timeout: float = Field(30.0, gt=0)    # seconds from the end of the headers to the end of the body
+    http_backlog: int = Field(2048, ge=16)          # listen queue and accept batch (at most 1/16 of the files limit)

@@ -78,7 +78,7 @@ async def flood(base_url: str) -> tuple[dict, float, float]:
     """FLOOD_IN_FLIGHT clients posting /chat back to back for FLOOD_SECONDS (at most FLOOD_MAX_REQUESTS), from
     a child process; returns its report and when the flood began and ended."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", FLOOD_CLIENT, base_url, str(FLOOD_IN_FLIGHT), str(FLOOD_SECONDS),
+        "nice", "-n", "19", sys.executable, "-c", FLOOD_CLIENT, base_url, str(FLOOD_IN_FLIGHT), str(FLOOD_SECONDS),
         str(FLOOD_MAX_REQUESTS), stdout=asyncio.subprocess.PIPE)
     try:
         assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"go"
@@ -98,22 +98,31 @@ def worst_second(times: list[float], since: float, until: float) -> int:
     return int(min(np.count_nonzero((arrived >= t) & (arrived < t + 1.0)) for t in starts))
 
 
-async def test_a_chat_flood_leaves_a_live_session_at_full_frame_rate() -> None:
-    settings = loopback_settings(max_sessions=2, bot_workers=2, max_pending=16)
-    app = create_app(settings, engine=ToneEngine(), responder=SlowResponder())
-    with serve_in_thread(app, free_port()) as url:
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_chat_flood_leaves_a_live_session_at_full_frame_rate(monkeypatch) -> None:
+    """The real service in its own process (real bot, voice and avatar), a live session, and a flood of /chat
+    from a third process. The flood's process runs at the lowest CPU priority: on this 2-core machine the
+    attacker's CPU is ours too, which it would not be over a network."""
+    from streaming.child import service
+    from streaming.ice import loopback_only
+
+    monkeypatch.setenv("AVATAR_CLIENT_LIMITS", "false")      # one address floods: the pools must hold, not 429
+    monkeypatch.setenv("AVATAR_MAX_PENDING", "16")
+    with service(max_sessions=2) as svc, loopback_only():
+        url = svc.url
         probe = AvatarProbe(url)
         try:
-            await probe.connect()
-            await probe.wait_for_media()
-            await asyncio.sleep(1.0)
+            await probe.connect(timeout=60)
+            await probe.wait_for_media(timeout=60)
+            await asyncio.sleep(2.0)
             report, started, ended = await flood(url)
             await asyncio.sleep(0.5)
             worst = worst_second(probe.received.video_times, started, ended)
             statuses = report["statuses"]
             print(f"flood: {statuses} in {ended - started:.1f} s; fewest frames in a second: {worst}")
             # refused or answered, never a 500 or a hang; a kept-alive connection the server closed just as the
-            # client reused it (uvicorn's keep-alive timeout) shows as a ReadError now and then
+            # client reused it (the keep-alive timeout) shows as a ReadError now and then
             dropped = sum(count for status, count in statuses.items() if not status.isdigit())
             assert dropped <= 0.01 * sum(statuses.values()), statuses
             assert {status for status in statuses if status.isdigit()} <= {"200", "429", "503"}, statuses
@@ -122,7 +131,7 @@ async def test_a_chat_flood_leaves_a_live_session_at_full_frame_rate() -> None:
             assert worst >= 24, worst
             # the session itself still converses (its turn may be refused while the queue is full)
             async with httpx.AsyncClient(base_url=url, timeout=15) as http:
-                response = await http.post("/chat", json={"text": "after", "session_id": probe.session_id})
+                response = await http.post("/chat", json={"text": "What is AI?", "session_id": probe.session_id})
                 assert response.status_code == 200, response.text
         finally:
             await probe.close()

@@ -11,7 +11,7 @@ from streaming_support import ToneEngine, ToneResponder, loopback_settings
 
 
 def test_pages_and_assets_are_served_locally() -> None:
-    with TestClient(create_app(loopback_settings(), engine=ToneEngine(), responder=ToneResponder())) as client:
+    with TestClient(create_app(loopback_settings(), engine=ToneEngine(), responder=ToneResponder()), base_url="http://localhost") as client:
         for path in ("/", "/kiosk"):
             page = client.get(path)
             assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -23,7 +23,7 @@ def test_pages_and_assets_are_served_locally() -> None:
                 if asset.startswith("/static/"):
                     assert client.get(asset).status_code == 200
         assert client.get("/health").json() == {"status": "ok", "sessions": 0, "max_sessions": 8}
-        assert client.post("/chat", json={"text": "hi"}).json() == {"reply": "You said: hi"}
+        assert client.post("/chat", json={"text": "hi"}).json()["reply"] == "You said: hi"
     for path in STATIC_DIR.iterdir():
         assert not re.search(r"https?://", path.read_text()), f"{path.name} loads something from the network"
 
@@ -32,9 +32,10 @@ def test_avatar_route_names_the_engine_s_avatar_and_its_consent() -> None:
     name = 'Ada <img src=x onerror="alert(1)">'    # a bundle's name is whatever its maker typed
     consent = ("subject: Ada Lovelace, consent file sha256 " + "ab" * 32,)
     with TestClient(create_app(loopback_settings(), engine=ToneEngine(name, consent),
-                               responder=ToneResponder())) as client:
+                               responder=ToneResponder()), base_url="http://localhost") as client:
         assert client.get("/avatar").json() == {"name": name, "built_in": False, "consent": list(consent)}
-    with TestClient(create_app(loopback_settings(), engine=ToneEngine(), responder=ToneResponder())) as client:
+    with TestClient(create_app(loopback_settings(), engine=ToneEngine(), responder=ToneResponder()),
+                    base_url="http://localhost") as client:
         assert client.get("/avatar").json() == {"name": BUILT_IN_NAME, "built_in": True, "consent": []}
 
 
