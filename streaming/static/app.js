@@ -144,8 +144,8 @@ function play() {
 
 unmute.addEventListener("click", () => { video.muted = false; unmute.hidden = true; video.play(); });
 
-async function send(text) {
-  addLine("user", "You:", text);
+async function send(text, shown = false) {
+  if (!shown) addLine("user", "You:", text);
   const channel = avatar.channel;
   if (channel && channel.readyState === "open") {
     channel.send(text);
@@ -156,9 +156,14 @@ async function send(text) {
     const response = await fetch("/chat", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ text }),
+      body: JSON.stringify(avatar.conversationId ? { text, conversation_id: avatar.conversationId } : { text }),
     });
     const body = await response.json();
+    if (response.status === 404 && avatar.conversationId) {      // forgotten by the service: start a new one
+      avatar.conversationId = null;
+      return send(text, true);
+    }
+    if (response.ok && body.conversation_id) avatar.conversationId = body.conversation_id;   // our conversation
     if (response.ok) onEvent({ type: "reply", text: body.reply });
     else onEvent({ type: "error", message: body.detail || response.statusText });
   } catch (error) {

@@ -179,7 +179,8 @@ def _short_video(source: Path, path: Path, frames: int) -> Path:
 
 
 def test_the_whole_chain_stops_at_a_gan_too_weak_for_the_identity_filter_and_says_what_to_do(tmp_path):
-    """prepare -> GAN -> sample as a user without --faces runs it; the smoke GAN's faces are never the subject."""
+    """prepare -> GAN -> sample as a user without --faces runs it; the smoke GAN's faces are never the subject.
+    (That finished stages are kept on a rerun is shown by the killed build of the session's fixture.)"""
     if not (SUBJECT.exists() and DRIVING.exists()):
         pytest.skip("real footage not available (../shared/data is absent)")
     subject = _short_video(SUBJECT, tmp_path / "subject_10s.mp4", 300)
@@ -194,9 +195,6 @@ def test_the_whole_chain_stops_at_a_gan_too_weak_for_the_identity_filter_and_say
     assert (work / "prepare" / "done.json").is_file() and (work / "gan" / "done.json").is_file()
     assert list((work / "gan" / "run" / "checkpoints").glob("ckpt-*.pt"))
     assert not (work / "sample" / "done.json").exists() and not out.exists()
-    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 2 and "prepare: finished in an earlier run, kept" in again.stdout
-    assert "gan: finished in an earlier run, kept" in again.stdout
 
 
 def test_serve_and_export_refuse_an_altered_bundle_before_starting(built_avatar, tmp_path):
@@ -221,7 +219,7 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
     out, work = tmp_path / "again", tmp_path / "work"                       # a folder bundle this time
     run = built_avatar.work / "swap" / "run"
     result = subprocess.run(build_command(out, work, consent, driving_consent, "--swap", str(run),
-                                          faces=subject_dataset), cwd=REPO, capture_output=True, text=True,
+                                          "--driving-frames", "150", faces=subject_dataset), cwd=REPO, capture_output=True, text=True,
                             timeout=600, env={**os.environ, "AVATAR_C2PA_DIR": str(built_avatar.c2pa)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "in 4 stages: check, bake, quality, bundle" in result.stdout
@@ -229,4 +227,4 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
     from avatar.bundle import load_bundle
 
     bundle, clip = load_bundle(out)
-    assert out.is_dir() and len(clip) == DRIVING_FRAMES and bundle.manifest["build"]["swap_run"] == str(run)
+    assert out.is_dir() and len(clip) == 150 and bundle.manifest["build"]["swap_run"] == str(run)

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def client_for(configured: str = "", bind_host: str = "127.0.0.1") -> TestClient:
-    app = create_app(loopback_settings(), engine=ToneEngine(), responder=ToneResponder())
-    return TestClient(HostCheckMiddleware(app, allowed=allowed_hosts(configured, bind_host)),
-                      base_url="http://localhost")
+    """The app as create_app builds it (its own Host check), told `allowed_hosts` and bound to `bind_host`."""
+    settings = loopback_settings(allowed_hosts=configured).model_copy(update={"host": bind_host})
+    app = create_app(settings, engine=ToneEngine(), responder=ToneResponder())
+    return TestClient(app, base_url="http://localhost")
 
 
 def status_for(client: TestClient, host: str) -> int:
