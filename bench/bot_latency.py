@@ -1,8 +1,10 @@
 """Bot reply latency: ChatResponder.reply over the paper's questions, customer-service questions and others.
 
-Each round asks every message in a fresh session. Prints p50/p95/max per group and overall; with --stock,
-also times ChatterBot's own database search (IndexedTextSearch + BestMatch) on the same messages.
-Usage: .venv/bin/python bench/bot_latency.py [--rounds 10] [--db PATH] [--stock]
+Each round asks every message in a fresh session, with the embeddings of earlier messages forgotten (a
+corpus prompt's embedding is stored at training, so asking one costs no encoding; any other message is
+encoded every time). Prints p50/p95/max per group and overall; with --stock, also times ChatterBot's own
+database search (IndexedTextSearch + BestMatch, Levenshtein) on the same messages.
+Usage: .venv/bin/python bench/bot_latency.py [--rounds 10] [--db PATH] [--comparison embedding|levenshtein] [--stock]
 """
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.responder import BotSettings, ChatResponder, default_database_url  # noqa: E402
+from bot.responder import COMPARISONS, BotSettings, ChatResponder, default_database_url  # noqa: E402
 
 MESSAGES = {
     "paper": ["Do you know gossip?", "What is AI?", "What is a super computer?", "How does a computer work?",
               "What was the first computer?"],
     "customer service": ["What are your opening hours?", "I want to talk to a human", "What can you do?",
                          "Can I speak to a real person?", "Goodbye"],
+    "urgent": ["My husband collapsed and is not waking up", "I want to die"],
     "other": ["Hello", "Tell me a joke", "who made you", "what is the meaning of life", "are you a robot",
               "when do you open", "my order has not arrived yet", "What's the weather like today?",
               "I'd like to know why my invoice is wrong and who I should contact about it", "\U0001f600"],
@@ -37,6 +40,7 @@ def percentiles(samples_ms: list[float]) -> str:
 def time_responder(responder: ChatResponder, rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {group: [] for group in MESSAGES}
     for round_index in range(rounds):
+        responder.encoder.forget_recent()
         for group, messages in MESSAGES.items():
             for message in messages:
                 start = time.perf_counter()
@@ -68,13 +72,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--db", type=Path, help="SQLite file of the bot (default: $AVATAR_BOT_DB or var/bot.sqlite3)")
+    parser.add_argument("--comparison", choices=COMPARISONS, default=BotSettings.comparison)
     parser.add_argument("--stock", action="store_true", help="also time ChatterBot's own search (slow)")
     args = parser.parse_args()
 
     url = f"sqlite:///{args.db.resolve()}" if args.db else default_database_url()
     start = time.perf_counter()
-    responder = ChatResponder.create(BotSettings(database_url=url))
-    print(f"ready in {time.perf_counter() - start:.1f} s ({url})")
+    responder = ChatResponder.create(BotSettings(database_url=url, comparison=args.comparison))
+    print(f"ready in {time.perf_counter() - start:.1f} s ({url}, {args.comparison} comparison)")
     with responder:
         times = time_responder(responder, args.rounds)
     for group, samples in times.items():

@@ -1,4 +1,5 @@
-"""The avatar's dialogue engine: ChatterBot over chatterbot-corpus English plus our customer-service corpus.
+"""The avatar's dialogue engine: ChatterBot over chatterbot-corpus English, our customer-service corpus and a
+deployment's own corpus (`BotSettings.corpus`), matched by meaning (sentence embeddings) or by spelling.
 
 Replies are read-only (a conversation never changes the database, so one customer cannot retrain the bot
 that every customer shares), deterministic (ChatterBot's `get_first_response` over an id-ordered candidate
@@ -6,10 +7,14 @@ list) and safe to call from worker threads. Each session keeps a short in-memory
 ChatterBot uses a stored conversation: the previous reply is what a message responds to, and replies the
 session keeps repeating are skipped.
 
-Matches scoring below `BotSettings.min_confidence` (ChatterBot's Levenshtein similarity) get the fallback
-reply, which offers a human, instead of the loosely related statement ChatterBot would return.
-Messages with no letters or digits at all (emoji, punctuation) get `BotSettings.no_words_reply` rather than
-an error: they are valid text, just nothing the corpus can match.
+`respond()` says what kind of reply it gave (`Reply.kind`), so the service can raise events:
+- "urgent": an emergency (bot/escalation.py), answered before any matching with the fixed `urgent_reply`
+  (call the emergency number; a person is being alerted);
+- "handover": a request to talk to a person (the corpus's answer to it, else `handover_reply`);
+- "fallback": nothing matched well enough (below `min_confidence`), or the message had no words: the
+  fallback says what the avatar can help with and how to reach a person, never a loosely related line;
+- "answer": a corpus answer.
+`reply()` returns the text alone (the `avatar.types.Responder` protocol).
 """
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ import logging
 import os
 import threading
 from collections import Counter, OrderedDict, deque
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from chatterbot import ChatBot
 from chatterbot.logic import BestMatch
@@ -30,15 +37,25 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import ORMExecuteState, selectinload
 
+from bot.corpora import CorpusError
+from bot.embedding import SentenceEncoder, load_encoder
+from bot.escalation import Escalation
 from bot.messages import InvalidMessage, has_words, normalise_message
 from bot.search import SnapshotTextSearch
+from bot.semantic import EmbeddingSearch, EmbeddingSimilarity
 from bot.training import ensure_trained, exclusive
 
-__all__ = ["BotSettings", "ChatResponder", "Exchange", "InvalidMessage", "default_database_url"]
+__all__ = ["BotSettings", "ChatResponder", "CorpusError", "Exchange", "InvalidMessage", "Reply", "ReplyKind",
+           "default_corpus", "default_database_url"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MATCH_THRESHOLD = 0.95  # BestMatch's maximum_similarity_threshold (ChatterBot's default): stop at a match this close
 DATABASE_ENV = "AVATAR_BOT_DB"
+CORPUS_ENV = "AVATAR_CORPUS"
+COMPARISONS = ("embedding", "levenshtein")
+DEFAULT_MIN_CONFIDENCE = {"embedding": 0.6, "levenshtein": 0.5}
+
+ReplyKind = Literal["answer", "fallback", "urgent", "handover"]
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +69,23 @@ def default_database_url() -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def default_corpus() -> tuple[Path, ...]:
+    """$AVATAR_CORPUS: corpus files or folders, as a JSON list or separated by the path separator (':')."""
+    configured = os.environ.get(CORPUS_ENV, "").strip()
+    if not configured:
+        return ()
+    names = json.loads(configured) if configured.startswith("[") else configured.split(os.pathsep)
+    return tuple(Path(name).expanduser() for name in names if str(name).strip())
+
+
+def spoken_digits(number: str) -> str:
+    """A phone number as separate digits ('112' -> '1 1 2'), so speech says one-one-two, not a hundred and twelve."""
+    return " ".join(ch for ch in number if ch.isdigit() or ch == "+")
+
+
 @dataclass(frozen=True)
 class BotSettings:
-    """How the bot is stored, named and bounded."""
+    """How the bot is stored, named, bounded, matched and escalated."""
 
     database_url: str = field(default_factory=default_database_url)  # SQLAlchemy URL; PostgreSQL works as is
     name: str = "Avatar"
@@ -63,8 +94,22 @@ class BotSettings:
     show_progress: bool = True          # progress bars while training at first use
     history_turns: int = 10             # exchanges remembered per session
     max_sessions: int = 1000            # beyond this the least recently used session is forgotten
-    min_confidence: float = 0.5         # matches scoring less get fallback_reply (0 keeps ChatterBot's answer)
-    fallback_reply: str = "I'm sorry, I don't know how to answer that yet. You can ask for a human at any time."
+    corpus: tuple[Path, ...] = field(default_factory=default_corpus)  # the deployment's own corpus files or
+                                        # folders (chatterbot-corpus YAML, CSV question,answer); $AVATAR_CORPUS
+    comparison: str = "embedding"       # "embedding" (by meaning) or "levenshtein" (ChatterBot's, by spelling)
+    min_confidence: float | None = None  # matches scoring less get the fallback; None: 0.6 embedding, 0.5 levenshtein
+    deployment_margin: float = 0.1      # the deployment's match wins unless a general one scores this much more
+    emergency_number: str = "112"       # said digit by digit in urgent_reply
+    urgent_similarity: float = 0.6      # cosine to an urgent example that makes a message urgent
+    handover_similarity: float = 0.7    # cosine to a hand-over example that makes a message a hand-over request
+    urgent_reply: str = ("This sounds like an emergency. Please call the emergency number, {number}, now, or ask "
+                         "someone near you to call it. I am alerting a person to help you. Stay where you are, "
+                         "and keep your phone close.")
+    handover_reply: str = ("Of course. I am an AI assistant, so I am passing you to a member of our team. "
+                           "A person will get back to you as soon as possible.")
+    fallback_reply: str = ("I'm sorry, I don't know how to answer that. I can answer questions about our service, "
+                           "such as opening hours and how to reach us, and chat about everyday topics. "
+                           "To talk to a person, just say that you want to talk to a human.")
     no_words_reply: str = "I can only understand words for now. Could you type your question in a few words?"
 
     def __post_init__(self) -> None:
@@ -76,14 +121,37 @@ class BotSettings:
             raise ValueError("The bot needs an SQLite file (an in-memory database is not shared between threads).")
         if self.max_message_chars < 1 or self.history_turns < 1 or self.max_sessions < 1:
             raise ValueError("max_message_chars, history_turns and max_sessions must be at least 1.")
-        if not 0.0 <= self.min_confidence <= MATCH_THRESHOLD:
+        if self.comparison not in COMPARISONS:
+            raise ValueError(f"comparison must be one of {COMPARISONS}, not {self.comparison!r}.")
+        if not 0.0 <= self.confidence_floor <= MATCH_THRESHOLD:
             raise ValueError(f"min_confidence must lie between 0 and {MATCH_THRESHOLD}.")
+        if not spoken_digits(self.emergency_number):
+            raise ValueError(f"emergency_number must hold digits, not {self.emergency_number!r}.")
+        object.__setattr__(self, "corpus", tuple(Path(path) for path in self.corpus))
+
+    @property
+    def confidence_floor(self) -> float:
+        """min_confidence, or the comparison's default."""
+        return DEFAULT_MIN_CONFIDENCE[self.comparison] if self.min_confidence is None else self.min_confidence
+
+    @property
+    def urgent_text(self) -> str:
+        """urgent_reply with the emergency number written to be spoken digit by digit."""
+        return self.urgent_reply.format(number=spoken_digits(self.emergency_number))
 
     @property
     def sqlite_path(self) -> Path | None:
         """The SQLite file the bot lives in, or None for a database server."""
         url = make_url(self.database_url)
         return Path(url.database) if url.get_backend_name() == "sqlite" else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The bot's reply and what kind it is: "answer", "fallback", "urgent" or "handover"."""
+
+    text: str
+    kind: ReplyKind
 
 
 @dataclass(frozen=True)
@@ -94,21 +162,32 @@ class Exchange:
     reply: str
 
 
-def build_chatbot(settings: BotSettings) -> ChatBot:
-    """A ChatterBot with the lowercase tagger and one BestMatch adapter that always picks the first candidate."""
+def build_chatbot(settings: BotSettings, encoder: SentenceEncoder | None = None) -> ChatBot:
+    """A ChatterBot with the lowercase tagger and one BestMatch adapter that always picks the first candidate,
+    comparing by meaning or by spelling (`settings.comparison`)."""
     if settings.sqlite_path is not None:
         settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    by_meaning = settings.comparison == "embedding"
+    extra = {}
+    if by_meaning:
+        encoder = encoder or load_encoder()
+        extra["statement_comparison_function"] = lambda language: EmbeddingSimilarity(language, encoder)
     chatbot = ChatBot(
         settings.name,
         database_uri=settings.database_url,
         tagger=LowercaseTagger,          # the default PosLemmaTagger needs a spaCy model we cannot download
         read_only=settings.read_only,
         logic_adapters=[],               # added below, once our search is registered
+        **extra,
     )
     load_tags_eagerly(chatbot.storage)
     search_name = "indexed_text_search"
     if settings.read_only:  # the table cannot change, so it can be searched from memory
-        search = SnapshotTextSearch(chatbot, stop_at=MATCH_THRESHOLD, floor=settings.min_confidence)
+        if by_meaning:
+            search = EmbeddingSearch(chatbot, encoder, floor=settings.confidence_floor,
+                                     margin=settings.deployment_margin)
+        else:
+            search = SnapshotTextSearch(chatbot, stop_at=MATCH_THRESHOLD, floor=settings.confidence_floor)
         chatbot.search_algorithms[search.name] = search
         search_name = search.name
     chatbot.logic_adapters.append(BestMatch(
@@ -141,26 +220,39 @@ def load_tags_eagerly(storage) -> None:
 class ChatResponder:
     """`avatar.types.Responder` backed by ChatterBot: one reply per message, a conversation per session."""
 
-    def __init__(self, chatbot: ChatBot, settings: BotSettings):
+    def __init__(self, chatbot: ChatBot, settings: BotSettings, encoder: SentenceEncoder | None = None):
         self.settings = settings
         self._chatbot = chatbot
+        self._encoder = encoder or load_encoder()
+        self._escalation = Escalation(self._encoder, settings.urgent_similarity, settings.handover_similarity)
         self._lock = threading.Lock()  # ChatterBot keeps per-call state on shared objects: one reply at a time
         self._sessions: OrderedDict[str, deque[Exchange]] = OrderedDict()
         self._closed = False
 
     @classmethod
     def create(cls, settings: BotSettings | None = None) -> ChatResponder:
-        """Open (and at first use, train) the bot's database and get it ready to answer quickly."""
+        """Open (and at first use, or when a corpus file changed, train) the bot's database and get it ready to
+        answer quickly. Raises CorpusError (file, line, problem) for a deployment corpus file that does not fit."""
         settings = settings or BotSettings()
         sqlite_path = settings.sqlite_path
         lock_path = sqlite_path.with_name(sqlite_path.name + ".lock") if sqlite_path is not None else None
+        encoder = load_encoder()
         with exclusive(lock_path):  # a new database is created and trained by one process while others wait
-            chatbot = build_chatbot(settings)
-            if ensure_trained(chatbot, show_progress=settings.show_progress):
-                log.info("Bot trained: %d statements in %s", chatbot.storage.count(), settings.database_url)
-        responder = cls(chatbot, settings)
+            chatbot = build_chatbot(settings, encoder)
+            try:
+                if ensure_trained(chatbot, corpus=settings.corpus, show_progress=settings.show_progress):
+                    log.info("Bot trained: %d statements in %s", chatbot.storage.count(), settings.database_url)
+            except BaseException:
+                chatbot.storage.close()
+                raise
+        responder = cls(chatbot, settings, encoder)
         responder._warm_up()
         return responder
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        """The sentence encoder the bot matches and detects with."""
+        return self._encoder
 
     def validate(self, text: str | bytes) -> str:
         """The message normalised (NFC, single spaces, trimmed), or InvalidMessage saying what is wrong."""
@@ -168,17 +260,33 @@ class ChatResponder:
 
     def reply(self, text: str | bytes, session_id: str = "default") -> str:
         """The bot's answer to `text` in the given session; raises InvalidMessage for unusable input."""
+        return self.respond(text, session_id).text
+
+    def respond(self, text: str | bytes, session_id: str = "default") -> Reply:
+        """The bot's reply to `text` and its kind ("answer", "fallback", "urgent", "handover"); raises
+        InvalidMessage for unusable input."""
         message = self.validate(text)
+        detection = None
+        if has_words(message):  # the message's embedding is computed outside the lock, once
+            detection = self._escalation.detect(message, self._encoder.vector(message))
         with self._lock:
             if self._closed:
                 raise RuntimeError("The responder is closed.")
             history = self._session(session_id)
-            if has_words(message):
-                answer = self._answer(message, session_id, history)
+            if not has_words(message):
+                reply = Reply(self.settings.no_words_reply, "fallback")
+            elif detection is not None and detection.kind == "urgent":
+                log.warning("Urgent message in conversation %s (similarity %.2f, keyword %r)",
+                            conversation_label(session_id), detection.similarity, detection.keyword)
+                reply = Reply(self.settings.urgent_text, "urgent")
             else:
-                answer = self.settings.no_words_reply
-            history.append(Exchange(message, answer))
-        return answer
+                answer = self._answer(message, session_id, history)
+                if detection is not None:
+                    reply = Reply(answer or self.settings.handover_reply, "handover")
+                else:
+                    reply = Reply(answer, "answer") if answer else Reply(self.settings.fallback_reply, "fallback")
+            history.append(Exchange(message, reply.text))
+        return reply
 
     def history(self, session_id: str = "default") -> tuple[Exchange, ...]:
         """The exchanges remembered for a session, oldest first."""
@@ -213,7 +321,8 @@ class ChatResponder:
         self._sessions.move_to_end(session_id)
         return history
 
-    def _answer(self, message: str, session_id: str, history: deque[Exchange]) -> str:
+    def _answer(self, message: str, session_id: str, history: deque[Exchange]) -> str | None:
+        """The corpus's answer, or None when nothing matches with at least the settings' confidence."""
         response = self._chatbot.get_response(
             message,
             conversation=conversation_label(session_id),
@@ -223,8 +332,8 @@ class ChatResponder:
                 "order_by": ["id"],  # get_first_response then means the earliest trained answer
             },
         )
-        if response.confidence < self.settings.min_confidence:
-            return self.settings.fallback_reply
+        if response.confidence < self.settings.confidence_floor:
+            return None
         return response.text
 
     def _warm_up(self) -> None:
@@ -232,6 +341,8 @@ class ChatResponder:
         for search in self._chatbot.search_algorithms.values():
             if isinstance(search, SnapshotTextSearch):
                 search.snapshot()
+            elif isinstance(search, EmbeddingSearch):
+                search.index()
         if not self.settings.read_only:
             return  # a learning bot would learn the warm-up messages
         for _ in range(2):  # the first message of a session and a later one take different query paths

@@ -64,8 +64,8 @@ class Snapshot:
         return len(self.candidates)
 
 
-def load_snapshot(storage) -> Snapshot:
-    """Read the statements ChatterBot's search considers (human side, with an indexed prompt), in id order."""
+def load_candidates(storage) -> tuple[Candidate, ...]:
+    """The statements ChatterBot's search considers (human side, with an indexed prompt), in id order."""
     model = storage.get_model("statement")
     query = (
         select(model.id, model.text, model.search_text, model.conversation, model.in_response_to,
@@ -76,8 +76,16 @@ def load_snapshot(storage) -> Snapshot:
     with storage.engine.connect() as connection:
         rows = connection.execute(query).all()
     # ChatterBot's `persona_not_startswith='bot:'` (a NULL persona never passes in SQL either).
-    rows = [row for row in rows if row.persona is not None and not row.persona.lower().startswith("bot:")]
+    return tuple(
+        Candidate(id=row.id, text=row.text, search_text=row.search_text or "", conversation=row.conversation or "",
+                  in_response_to=row.in_response_to, search_in_response_to=row.search_in_response_to)
+        for row in rows if row.persona is not None and not row.persona.lower().startswith("bot:")
+    )
 
+
+def load_snapshot(storage) -> Snapshot:
+    """Read the candidates and precompute what the Levenshtein bounds need."""
+    rows = load_candidates(storage)
     prompts = [(row.in_response_to or "").lower() for row in rows]
     alphabet = {ch: column for column, ch in enumerate(sorted(set("".join(prompts))))}
     char_counts = np.zeros((len(rows), max(len(alphabet), 1)), np.int32)
@@ -85,12 +93,7 @@ def load_snapshot(storage) -> Snapshot:
         for ch, count in Counter(prompt).items():
             char_counts[i, alphabet[ch]] = count
     return Snapshot(
-        candidates=tuple(
-            Candidate(id=row.id, text=row.text, search_text=row.search_text or "",
-                      conversation=row.conversation or "", in_response_to=row.in_response_to,
-                      search_in_response_to=row.search_in_response_to)
-            for row in rows
-        ),
+        candidates=rows,
         index_lower=[row.search_in_response_to.lower() for row in rows],
         prompts_lower=prompts,
         prompt_lengths=np.array([len(prompt) for prompt in prompts], np.int64),

@@ -1,8 +1,10 @@
-"""Training the bot once: chatterbot-corpus English, then our own corpus on top, marked done in the database.
+"""Training the bot once: chatterbot-corpus English, our own corpus on top, then a deployment's corpus
+(BotSettings.corpus), then the embeddings of every prompt; marked done in the database.
 
-The marker is the corpus fingerprint (package versions and the bytes of every corpus file) kept in a small
-table of our own beside ChatterBot's; a restart with the same corpus finds it and skips training, a changed
-corpus retrains from an emptied statement table.
+The marker is the corpus fingerprint (package versions, the embedding model, and the bytes of every corpus
+file) kept in a small table of our own beside ChatterBot's; a restart with the same corpus finds it and
+skips training, a changed corpus retrains from an emptied statement table. Every file is read and checked
+(bot/corpora.py) before anything is trained, so a malformed deployment file is refused with its line.
 """
 from __future__ import annotations
 
@@ -14,16 +16,25 @@ from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
+from collections import Counter
+from collections.abc import Sequence
+
 from chatterbot import ChatBot
-from chatterbot.corpus import list_corpus_files
-from chatterbot.trainers import ChatterBotCorpusTrainer
+from chatterbot.conversation import Statement
+from chatterbot.corpus import list_corpus_files as list_chatterbot_corpus
 from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 from tqdm import tqdm
 
+from bot.corpora import CorpusFile, list_corpus_files, read_corpus_file
+from bot.embedding import load_encoder, model_description
+from bot.semantic import DEPLOYMENT_CONVERSATION, clear_prompt_embeddings, prompt_texts, store_prompt_embeddings
+
 ENGLISH_CORPUS = "chatterbot.corpus.english"
 OWN_CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 MARKER_KEY = "corpus_fingerprint"
+TRAINING_VERSION = "2"  # how files become statements (checks, speakability filter, embeddings); bump on change
+GENERAL_CONVERSATION = "training"  # what ChatterBot's own corpus trainer writes
 
 _metadata = MetaData()
 _marker_table = Table(
@@ -40,12 +51,20 @@ def own_corpus_files() -> list[Path]:
     return sorted(OWN_CORPUS_DIR.glob("*.yml"))
 
 
-def corpus_fingerprint() -> str:
-    """A short hash of everything training reads: ChatterBot and corpus versions and each corpus file."""
+def english_corpus_files() -> list[Path]:
+    return [Path(p) for p in list_chatterbot_corpus(ENGLISH_CORPUS)]
+
+
+def corpus_fingerprint(corpus: Sequence[Path | str] = ()) -> str:
+    """A short hash of everything training reads: ChatterBot and corpus versions, the embedding model, the
+    training procedure and each corpus file, the deployment's `corpus` (files or folders) included."""
     digest = hashlib.sha256()
-    digest.update(f"chatterbot {version('chatterbot')} corpus {version('chatterbot-corpus')}".encode())
-    for path in [Path(p) for p in list_corpus_files(ENGLISH_CORPUS)] + own_corpus_files():
+    digest.update(f"chatterbot {version('chatterbot')} corpus {version('chatterbot-corpus')} "
+                  f"training {TRAINING_VERSION} model {model_description()}".encode())
+    for path in english_corpus_files() + own_corpus_files():
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in list_corpus_files(corpus):
+        digest.update(b"deployment\0" + path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:32]
 
 
@@ -73,24 +92,58 @@ def exclusive(lock_path: Path | None) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def ensure_trained(chatbot: ChatBot, show_progress: bool = True) -> bool:
+def ensure_trained(chatbot: ChatBot, corpus: Sequence[Path | str] = (), show_progress: bool = True) -> bool:
     """Train `chatbot` unless its database already holds this corpus; return whether it trained now.
+    Raises CorpusError for a deployment corpus file that does not fit, before changing anything.
     Processes that may open the same new database at once hold `exclusive(...)` around opening and this."""
     engine = chatbot.storage.engine
-    fingerprint = corpus_fingerprint()
+    fingerprint = corpus_fingerprint(corpus)
     if trained_fingerprint(engine) == fingerprint:
         return False
-    message = (f"Training the bot once: chatterbot-corpus English, then {len(own_corpus_files())} "
-               "corpus file(s) of our own")
+    general = [read_corpus_file(path, strict=False) for path in english_corpus_files() + own_corpus_files()]
+    deployment = [read_corpus_file(path) for path in list_corpus_files(corpus)]
+    message = (f"Training the bot once: chatterbot-corpus English, {len(own_corpus_files())} corpus file(s) of "
+               f"our own and {len(deployment)} of the deployment, then the embeddings of their prompts")
     log.info(message)
     if show_progress:
         tqdm.write(message)
+    dropped = sum((file.dropped for file in general + deployment), Counter())
+    if dropped:
+        log.info("Left out of training (statements per reason): %s", dict(dropped))
+
     chatbot.storage.drop()  # left-overs of an interrupted run or of an older corpus
-    trainer = ChatterBotCorpusTrainer(chatbot, show_training_progress=show_progress)
-    trainer.train(ENGLISH_CORPUS)
-    trainer.train(*[str(path) for path in own_corpus_files()])
+    clear_prompt_embeddings(engine)
+    labelled = [(file, GENERAL_CONVERSATION) for file in general]
+    labelled += [(file, DEPLOYMENT_CONVERSATION) for file in deployment]
+    for file, label in tqdm(labelled, desc="Training corpus", disable=not show_progress):
+        train_conversations(chatbot, file, label)
+    texts = prompt_texts(chatbot.storage)
+    with tqdm(total=len(texts), desc="Embedding prompts", disable=not show_progress) as bar:
+        store_prompt_embeddings(engine, load_encoder(), texts, progress=bar.update)
 
     with engine.begin() as connection:
         connection.execute(_marker_table.delete().where(_marker_table.c.key == MARKER_KEY))
         connection.execute(_marker_table.insert().values(key=MARKER_KEY, value=fingerprint))
     return True
+
+
+def train_conversations(chatbot: ChatBot, file: CorpusFile, conversation: str) -> None:
+    """Store one file's conversations the way ChatterBot's corpus trainer does (each statement a reply to the
+    one before, tagged with the file's categories, indexed by the bot's tagger), under `conversation`."""
+    texts = [text for statements in file.conversations for text in statements]
+    for preprocessor in chatbot.preprocessors:
+        texts = [preprocessor(Statement(text=text)).text for text in texts]
+    search_texts = iter(chatbot.tagger.get_text_index_string(texts) if texts else [])
+    texts_left = iter(texts)
+    statements = []
+    for length in (len(statements_) for statements_ in file.conversations):
+        previous_text, previous_search_text = None, ""
+        for _ in range(length):
+            text, search_text = next(texts_left), next(search_texts)
+            statement = Statement(text=text, search_text=search_text, in_response_to=previous_text,
+                                  search_in_response_to=previous_search_text, conversation=conversation)
+            statement.add_tags(*file.categories)
+            previous_text, previous_search_text = text, search_text
+            statements.append(statement)
+    if statements:
+        chatbot.storage.create_many(statements)

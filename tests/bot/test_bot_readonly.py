@@ -12,7 +12,7 @@ MESSAGES = ["Hello", "What is AI?", "I want to talk to a human", "Hello", "Hello
 
 def test_conversations_leave_the_database_unchanged(trained_db: Path):
     counts_before, digest_before = table_digest(trained_db)
-    assert counts_before["statement"] > 4000
+    assert counts_before["statement"] > 3500  # the English corpus (less its code answers) plus ours
 
     with ChatResponder.create(settings_for(trained_db)) as responder:
         for index, message in enumerate(MESSAGES * 2):

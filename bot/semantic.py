@@ -1,0 +1,165 @@
+"""Matching by meaning inside ChatterBot: a comparator (`statement_comparison_function`) that scores two
+texts by the cosine of their sentence embeddings, and a search that scores every stored prompt at once.
+
+The prompts' embeddings are computed once, when the bot is trained, and kept in a table of our own beside
+ChatterBot's (`store_prompt_embeddings`); a reply costs one embedding (the message's) and a matrix-vector
+product. Statements trained from a deployment's own corpus (conversation `DEPLOYMENT_CONVERSATION`) are
+preferred over the general corpus when both match.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from chatterbot.comparisons import Comparator
+from chatterbot.conversation import Statement
+from chatterbot.search import IndexedTextSearch
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table, Text, select
+from sqlalchemy.engine import Engine
+
+from bot.embedding import SentenceEncoder, from_bytes, load_encoder, to_bytes
+from bot.search import Candidate, load_candidates
+
+DEPLOYMENT_CONVERSATION = "deployment"  # ChatterBot's `conversation` of statements from a deployment's corpus
+
+_metadata = MetaData()
+embedding_table = Table(
+    "avatar_bot_embedding", _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=False),   # float32 little-endian, unit length
+)
+
+
+class EmbeddingSimilarity(Comparator):
+    """ChatterBot comparator: cosine similarity of the two texts' sentence embeddings, clipped to [0, 1]."""
+
+    def __init__(self, language=None, encoder: SentenceEncoder | None = None):
+        super().__init__(language)
+        self.encoder = encoder or load_encoder()
+
+    def compare_text(self, text_a: str, text_b: str) -> float:
+        if not text_a or not text_b:
+            return 0.0
+        return clip(float(self.encoder.vector(text_a) @ self.encoder.vector(text_b)))
+
+
+def clip(similarity: float) -> float:
+    return min(1.0, max(0.0, similarity))
+
+
+def prompt_texts(storage) -> list[str]:
+    """The distinct prompts the search compares messages with, in first-seen order."""
+    return list(dict.fromkeys(candidate.in_response_to for candidate in load_candidates(storage)
+                              if candidate.in_response_to))
+
+
+def store_prompt_embeddings(engine: Engine, encoder: SentenceEncoder, texts: list[str],
+                            progress: Callable[[int], None] | None = None) -> None:
+    """Embed `texts` and keep them in the bot's database, replacing whatever was stored."""
+    vectors = encoder.encode(texts, progress=progress)
+    _metadata.create_all(engine, tables=[embedding_table])
+    with engine.begin() as connection:
+        connection.execute(embedding_table.delete())
+        if texts:
+            connection.execute(embedding_table.insert(), [
+                {"text": text, "vector": to_bytes(vector)} for text, vector in zip(texts, vectors)])
+
+
+def load_prompt_embeddings(engine: Engine) -> dict[str, np.ndarray]:
+    """The stored prompt embeddings by text (empty when none were stored)."""
+    _metadata.create_all(engine, tables=[embedding_table])
+    with engine.connect() as connection:
+        return {row.text: from_bytes(row.vector) for row in connection.execute(select(embedding_table))}
+
+
+def clear_prompt_embeddings(engine: Engine) -> None:
+    _metadata.create_all(engine, tables=[embedding_table])
+    with engine.begin() as connection:
+        connection.execute(embedding_table.delete())
+
+
+@dataclass(frozen=True)
+class Index:
+    """The candidates in id order and their prompts' embeddings."""
+
+    candidates: tuple[Candidate, ...]
+    prompts: np.ndarray        # float32 [P, H] one row per distinct prompt
+    prompt_of: np.ndarray      # int64 [N] row of `prompts` for each candidate
+    deployment: np.ndarray     # bool [N] trained from the deployment's corpus
+
+
+class EmbeddingSearch(IndexedTextSearch):
+    """ChatterBot search by meaning over an in-memory index of the statement table; for read-only bots.
+
+    floor: matches scoring below it are not returned (the caller treats that as no match).
+    margin: a deployment-corpus match is taken unless a general one scores more than `margin` higher.
+    """
+
+    name = "embedding_search"
+
+    def __init__(self, chatbot, encoder: SentenceEncoder, floor: float = 0.0, margin: float = 0.1, **kwargs):
+        kwargs["statement_comparison_function"] = lambda language: EmbeddingSimilarity(language, encoder)
+        super().__init__(chatbot, **kwargs)
+        self.encoder = encoder
+        self.floor = floor
+        self.margin = margin
+        self._index: Index | None = None
+        self._load_lock = threading.Lock()
+
+    def index(self) -> Index:
+        """The candidates and their embeddings, read from the database on first use (prompts with no stored
+        embedding, such as ones a learning bot added, are embedded then)."""
+        with self._load_lock:
+            if self._index is None:
+                self._index = self._load()
+            return self._index
+
+    def _load(self) -> Index:
+        candidates = load_candidates(self.chatbot.storage)
+        stored = load_prompt_embeddings(self.chatbot.storage.engine)
+        self.encoder.remember(stored)
+        rows: dict[str, int] = {}
+        prompt_of = np.array([rows.setdefault(c.in_response_to or "", len(rows)) for c in candidates], np.int64)
+        missing = [text for text in rows if text not in stored]
+        vectors = dict(zip(missing, self.encoder.encode(missing))) if missing else {}
+        prompts = np.zeros((len(rows), self.encoder.dimension), np.float32)
+        for text, row in rows.items():
+            prompts[row] = stored[text] if text in stored else vectors[text]
+            if not text:
+                prompts[row] = 0.0  # a statement with no prompt matches nothing
+        deployment = np.array([c.conversation == DEPLOYMENT_CONVERSATION for c in candidates], bool)
+        return Index(candidates, prompts, prompt_of, deployment)
+
+    def search(self, input_statement: Statement, **additional_parameters) -> Iterator[Statement]:
+        if additional_parameters:  # filters this index does not model: ChatterBot's database search
+            yield from super().search(input_statement, **additional_parameters)
+            return
+        match = self.best_match(input_statement.text)
+        if match is not None:
+            yield match
+
+    def best_match(self, text: str) -> Statement | None:
+        """The candidate whose prompt is closest in meaning (the lowest id among equals), preferring the
+        deployment's corpus; None if it scores below `floor`."""
+        index = self.index()
+        if not len(index.candidates):
+            return None
+        scores = (index.prompts @ self.encoder.vector(text))[index.prompt_of]   # [N]
+        best = best_position(scores, ~index.deployment)
+        own = best_position(scores, index.deployment)
+        if own is not None and scores[own] >= self.floor and (best is None or scores[own] >= scores[best] - self.margin):
+            best = own
+        if best is None or scores[best] < self.floor or scores[best] <= 0:
+            return None
+        candidate = index.candidates[best]
+        return candidate.as_statement(clip(float(scores[best])))
+
+
+def best_position(scores: np.ndarray, allowed: np.ndarray) -> int | None:
+    """Position of the highest score where `allowed` (the first such on ties), or None if none is allowed."""
+    if not allowed.any():
+        return None
+    return int(np.argmax(np.where(allowed, scores, -np.inf)))
