@@ -10,7 +10,8 @@ session keeps repeating are skipped.
 `respond()` says what kind of reply it gave (`Reply.kind`), so the service can raise events:
 - "urgent": an emergency (bot/escalation.py), answered before any matching with the fixed `urgent_reply`
   (call the emergency number; a person is being alerted);
-- "handover": a request to talk to a person (the corpus's answer to it, else `handover_reply`);
+- "handover": a request to talk to a person (the corpus's answer to "I want to talk to a human", the
+  deployment's first, else `handover_reply`);
 - "fallback": nothing matched well enough (below `min_confidence`), or the message had no words: the
   fallback says what the avatar can help with and how to reach a person, never a loosely related line;
 - "answer": a corpus answer.
@@ -19,11 +20,11 @@ session keeps repeating are skipped.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
 from collections import Counter, OrderedDict, deque
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -39,7 +40,7 @@ from sqlalchemy.orm import ORMExecuteState, selectinload
 
 from bot.corpora import CorpusError
 from bot.embedding import SentenceEncoder, load_encoder
-from bot.escalation import Escalation
+from bot.escalation import HANDOVER_EXAMPLES, Escalation
 from bot.messages import InvalidMessage, has_words, normalise_message
 from bot.search import SnapshotTextSearch
 from bot.semantic import EmbeddingSearch, EmbeddingSimilarity
@@ -98,9 +99,11 @@ class BotSettings:
                                         # folders (chatterbot-corpus YAML, CSV question,answer); $AVATAR_CORPUS
     comparison: str = "embedding"       # "embedding" (by meaning) or "levenshtein" (ChatterBot's, by spelling)
     min_confidence: float | None = None  # matches scoring less get the fallback; None: 0.6 embedding, 0.5 levenshtein
-    deployment_margin: float = 0.1      # the deployment's match wins unless a general one scores this much more
+    deployment_min_confidence: float = 0.45  # by meaning, a deployment corpus match needs only this much
+    deployment_margin: float = 0.2      # the deployment's match wins unless a general one scores this much more
     emergency_number: str = "112"       # said digit by digit in urgent_reply
-    urgent_similarity: float = 0.6      # cosine to an urgent example that makes a message urgent
+    urgent_similarity: float = 0.55     # cosine to an urgent example that makes a message urgent (when also
+                                        # 0.05 closer to it than to every everyday look-alike)
     handover_similarity: float = 0.7    # cosine to a hand-over example that makes a message a hand-over request
     urgent_reply: str = ("This sounds like an emergency. Please call the emergency number, {number}, now, or ask "
                          "someone near you to call it. I am alerting a person to help you. Stay where you are, "
@@ -125,6 +128,8 @@ class BotSettings:
             raise ValueError(f"comparison must be one of {COMPARISONS}, not {self.comparison!r}.")
         if not 0.0 <= self.confidence_floor <= MATCH_THRESHOLD:
             raise ValueError(f"min_confidence must lie between 0 and {MATCH_THRESHOLD}.")
+        if not 0.0 <= self.deployment_min_confidence <= MATCH_THRESHOLD:
+            raise ValueError(f"deployment_min_confidence must lie between 0 and {MATCH_THRESHOLD}.")
         if not spoken_digits(self.emergency_number):
             raise ValueError(f"emergency_number must hold digits, not {self.emergency_number!r}.")
         object.__setattr__(self, "corpus", tuple(Path(path) for path in self.corpus))
@@ -133,6 +138,13 @@ class BotSettings:
     def confidence_floor(self) -> float:
         """min_confidence, or the comparison's default."""
         return DEFAULT_MIN_CONFIDENCE[self.comparison] if self.min_confidence is None else self.min_confidence
+
+    @property
+    def answer_floor(self) -> float:
+        """The least confidence of any answer given: by meaning, a deployment's own corpus may need less."""
+        if self.comparison == "embedding":
+            return min(self.confidence_floor, self.deployment_min_confidence)
+        return self.confidence_floor
 
     @property
     def urgent_text(self) -> str:
@@ -185,6 +197,7 @@ def build_chatbot(settings: BotSettings, encoder: SentenceEncoder | None = None)
     if settings.read_only:  # the table cannot change, so it can be searched from memory
         if by_meaning:
             search = EmbeddingSearch(chatbot, encoder, floor=settings.confidence_floor,
+                                     deployment_floor=settings.deployment_min_confidence,
                                      margin=settings.deployment_margin)
         else:
             search = SnapshotTextSearch(chatbot, stop_at=MATCH_THRESHOLD, floor=settings.confidence_floor)
@@ -279,12 +292,12 @@ class ChatResponder:
                 log.warning("Urgent message in conversation %s (similarity %.2f, keyword %r)",
                             conversation_label(session_id), detection.similarity, detection.keyword)
                 reply = Reply(self.settings.urgent_text, "urgent")
+            elif detection is not None:  # a hand-over: the corpus's answer to the plain request, if it has one
+                answer = self._answer(HANDOVER_EXAMPLES[0], session_id, history)
+                reply = Reply(answer or self.settings.handover_reply, "handover")
             else:
                 answer = self._answer(message, session_id, history)
-                if detection is not None:
-                    reply = Reply(answer or self.settings.handover_reply, "handover")
-                else:
-                    reply = Reply(answer, "answer") if answer else Reply(self.settings.fallback_reply, "fallback")
+                reply = Reply(answer, "answer") if answer else Reply(self.settings.fallback_reply, "fallback")
             history.append(Exchange(message, reply.text))
         return reply
 
@@ -332,7 +345,7 @@ class ChatResponder:
                 "order_by": ["id"],  # get_first_response then means the earliest trained answer
             },
         )
-        if response.confidence < self.settings.confidence_floor:
+        if response.confidence < self.settings.answer_floor:  # the search applied the floor of each corpus
             return None
         return response.text
 

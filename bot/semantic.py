@@ -94,17 +94,20 @@ class Index:
 class EmbeddingSearch(IndexedTextSearch):
     """ChatterBot search by meaning over an in-memory index of the statement table; for read-only bots.
 
-    floor: matches scoring below it are not returned (the caller treats that as no match).
+    floor: general-corpus matches scoring below it are not returned (the caller treats that as no match).
+    deployment_floor: the same for the deployment's corpus, whose questions are few and on topic.
     margin: a deployment-corpus match is taken unless a general one scores more than `margin` higher.
     """
 
     name = "embedding_search"
 
-    def __init__(self, chatbot, encoder: SentenceEncoder, floor: float = 0.0, margin: float = 0.1, **kwargs):
+    def __init__(self, chatbot, encoder: SentenceEncoder, floor: float = 0.0, deployment_floor: float | None = None,
+                 margin: float = 0.2, **kwargs):
         kwargs["statement_comparison_function"] = lambda language: EmbeddingSimilarity(language, encoder)
         super().__init__(chatbot, **kwargs)
         self.encoder = encoder
         self.floor = floor
+        self.deployment_floor = floor if deployment_floor is None else deployment_floor
         self.margin = margin
         self._index: Index | None = None
         self._load_lock = threading.Lock()
@@ -143,16 +146,19 @@ class EmbeddingSearch(IndexedTextSearch):
 
     def best_match(self, text: str) -> Statement | None:
         """The candidate whose prompt is closest in meaning (the lowest id among equals), preferring the
-        deployment's corpus; None if it scores below `floor`."""
+        deployment's corpus; None if nothing reaches its corpus's floor."""
         index = self.index()
         if not len(index.candidates):
             return None
         scores = (index.prompts @ self.encoder.vector(text))[index.prompt_of]   # [N]
-        best = best_position(scores, ~index.deployment)
+        general = best_position(scores, ~index.deployment)
         own = best_position(scores, index.deployment)
-        if own is not None and scores[own] >= self.floor and (best is None or scores[own] >= scores[best] - self.margin):
+        if own is not None and scores[own] >= self.deployment_floor and (
+                general is None or scores[own] >= scores[general] - self.margin):
             best = own
-        if best is None or scores[best] < self.floor or scores[best] <= 0:
+        elif general is not None and scores[general] >= self.floor:
+            best = general
+        else:
             return None
         candidate = index.candidates[best]
         return candidate.as_statement(clip(float(scores[best])))

@@ -11,13 +11,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-
-from collections import Counter
-from collections.abc import Sequence
 
 from chatterbot import ChatBot
 from chatterbot.conversation import Statement
@@ -28,7 +26,8 @@ from tqdm import tqdm
 
 from bot.corpora import CorpusFile, list_corpus_files, read_corpus_file
 from bot.embedding import load_encoder, model_description
-from bot.semantic import DEPLOYMENT_CONVERSATION, clear_prompt_embeddings, prompt_texts, store_prompt_embeddings
+from bot.semantic import (DEPLOYMENT_CONVERSATION, clear_prompt_embeddings, prompt_texts,
+                          store_prompt_embeddings)
 
 ENGLISH_CORPUS = "chatterbot.corpus.english"
 OWN_CORPUS_DIR = Path(__file__).resolve().parent / "corpus"

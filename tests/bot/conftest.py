@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,18 +13,20 @@ from bot.training import corpus_fingerprint, ensure_trained
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / "var" / "cache" / "bot"
+EXAMPLE_CORPORA = (REPO_ROOT / "assets" / "corpora" / "customer_service_example.yml",
+                   REPO_ROOT / "assets" / "corpora" / "assistive_care_example.yml")
 
 
-@pytest.fixture(scope="session")
-def trained_db_cache() -> Path:
-    """A database trained on the current corpus; trained once and kept under var/ for later test runs."""
-    cached = CACHE_DIR / f"trained-{corpus_fingerprint()}.sqlite3"
+def trained_cache(corpus: Sequence[Path] = ()) -> Path:
+    """A database trained on the current corpus (plus a deployment's `corpus`), trained once and kept under
+    var/ for later test runs."""
+    cached = CACHE_DIR / f"trained-{corpus_fingerprint(corpus)}.sqlite3"
     if not cached.exists():
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         building = CACHE_DIR / f"building-{os.getpid()}.sqlite3"
         chatbot = build_chatbot(settings_for(building))
         try:
-            assert ensure_trained(chatbot, show_progress=False)
+            assert ensure_trained(chatbot, corpus=corpus, show_progress=False)
         finally:
             chatbot.storage.close()
         staged = CACHE_DIR / f"staged-{os.getpid()}.sqlite3"
@@ -33,6 +35,12 @@ def trained_db_cache() -> Path:
         for leftover in CACHE_DIR.glob(f"building-{os.getpid()}.sqlite3*"):
             leftover.unlink()
     return cached
+
+
+@pytest.fixture(scope="session")
+def trained_db_cache() -> Path:
+    """A database trained on the current corpus."""
+    return trained_cache()
 
 
 @pytest.fixture
@@ -49,4 +57,13 @@ def responder(trained_db_cache: Path, tmp_path_factory: pytest.TempPathFactory) 
     path = tmp_path_factory.mktemp("bot") / "bot.sqlite3"
     copy_sqlite(trained_db_cache, path)
     with ChatResponder.create(settings_for(path)) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="session")
+def faq_responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatResponder]:
+    """A responder for a deployment with both example FAQs of assets/corpora/."""
+    path = tmp_path_factory.mktemp("faqbot") / "bot.sqlite3"
+    copy_sqlite(trained_cache(EXAMPLE_CORPORA), path)
+    with ChatResponder.create(settings_for(path, corpus=EXAMPLE_CORPORA)) as shared:
         yield shared
