@@ -105,6 +105,11 @@ class MiniLM(torch.nn.Module):
         missing = [name for name in expected_names(self.config) if name not in self.weights]
         if missing:
             raise ModelFileError(f"The weights lack {len(missing)} tensors, e.g. {missing[0]}.")
+        for layer in range(self.config.layers):  # query, key and value in one product
+            p = f"encoder.layer.{layer}.attention.self."
+            for kind in ("weight", "bias"):
+                self.weights[p + "qkv." + kind] = torch.cat([self.weights[p + f"{name}.{kind}"]
+                                                             for name in ("query", "key", "value")])
         return self
 
     @torch.inference_mode()
@@ -121,11 +126,8 @@ class MiniLM(torch.nn.Module):
         for layer in range(c.layers):
             p = f"encoder.layer.{layer}."
 
-            def split(name: str) -> torch.Tensor:  # [B, T, H] -> [B, heads, T, head]
-                y = F.linear(x, w[p + f"attention.self.{name}.weight"], w[p + f"attention.self.{name}.bias"])
-                return y.view(y.shape[0], y.shape[1], c.heads, head).transpose(1, 2)
-
-            q, k, v = split("query"), split("key"), split("value")
+            qkv = F.linear(x, w[p + "attention.self.qkv.weight"], w[p + "attention.self.qkv.bias"])    # [B, T, 3H]
+            q, k, v = qkv.view(x.shape[0], x.shape[1], 3, c.heads, head).permute(2, 0, 3, 1, 4)  # [B, heads, T, head]
             scores = q @ k.transpose(-1, -2) / math.sqrt(head) + bias                        # [B, heads, T, T]
             context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(x.shape)              # [B, T, H]
             attended = F.linear(context, w[p + "attention.output.dense.weight"], w[p + "attention.output.dense.bias"])
