@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,14 +22,23 @@ def _add_avatar_options(p: argparse.ArgumentParser) -> None:
                         "or a driving-clip .npz (default: $AVATAR_AVATAR, else %(default)s)")
     p.add_argument("--voice", default=AvatarSettings.voice, help="espeak-ng voice name (default: %(default)s)")
     p.add_argument("--rate", type=int, default=AvatarSettings.rate, help="words per minute (default: %(default)s)")
-    p.add_argument("--db", default=None, help="bot database URL (default: embedded SQLite under var/)")
+    _add_bot_options(p)
 
 
-def _responder(db: str | None):
+def _responder(db: str | None, corpus: list[Path] | None = None):
     from bot.responder import BotSettings, ChatResponder
 
-    settings = BotSettings() if db is None else BotSettings(database_url=db)
-    return ChatResponder.create(settings)
+    options = {} if db is None else {"database_url": db}
+    if corpus:
+        options["corpus"] = tuple(corpus)
+    return ChatResponder.create(BotSettings(**options))
+
+
+def _add_bot_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, help="bot database URL (default: embedded SQLite under var/)")
+    p.add_argument("--corpus", type=Path, action="append", default=None, metavar="FILE_OR_DIR",
+                   help="the deployment's own corpus: chatterbot-corpus YAML or CSV question,answer files, or "
+                        "folders of them; repeatable (default: $AVATAR_CORPUS)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -41,6 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"host": args.host, "port": args.port, "avatar": args.avatar, "voice": args.voice, "rate": args.rate}
     if args.db:
         overrides["database_url"] = args.db
+    if args.corpus:                                # the bot reads its corpus from AVATAR_CORPUS
+        os.environ["AVATAR_CORPUS"] = json.dumps([str(path) for path in args.corpus])
     serve(ServiceSettings(**overrides))
     return 0
 
@@ -48,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from bot.terminal import run_terminal_chat
 
-    run_terminal_chat(_responder(args.db), sys.stdin, sys.stdout)
+    run_terminal_chat(_responder(args.db, args.corpus), sys.stdin, sys.stdout)
     return 0
 
 
@@ -62,7 +74,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     engine = AvatarEngine.from_settings(AvatarSettings(avatar=args.avatar, voice=args.voice, rate=args.rate))
     provenance = ContentInfo(title=f"AI-generated dialogue with {engine.name}", avatar_name=engine.name,
                              consent=engine.consent)
-    result = export_dialogue(lines, _responder(args.db), engine.performer(), args.output,
+    result = export_dialogue(lines, _responder(args.db, args.corpus), engine.performer(), args.output,
                              ExportOptions(captions=args.captions, pause=args.pause, provenance=provenance))
     print(f"wrote {result.video} ({result.duration:.2f} s, {result.n_frames} frames) and {result.transcript}, "
           f"signed with C2PA manifests (check with: avatar verify {result.video})")
@@ -122,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("chat", help="talk to the bot in the terminal")
-    p.add_argument("--db", default=None, help="bot database URL (default: embedded SQLite under var/)")
+    _add_bot_options(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("export", help="render a dialogue file to an mp4 with a WebVTT transcript")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from avatar.types import BUILT_IN_NAME
 
+from streaming.alerts import ESCALATIONS, respond
 from streaming.clients import TooManyRequests, UnknownConversation
 from streaming.offers import BadOffer, check_offer
 from streaming.peer import advertise_max_message_size, guard_channel_messages
@@ -42,6 +43,7 @@ class ChatRequest(BaseModel):
 class ChatReply(BaseModel):
     reply: str
     conversation_id: str | None = None   # without a session: send it back to continue the conversation
+    kind: str | None = None              # answer, fallback, urgent (emergency reply) or handover (a person asked for)
 
 
 class AvatarInfo(BaseModel):
@@ -108,7 +110,8 @@ async def open_session(services: Services, offer: Offer, client: str) -> Answer:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     session = Session(pc, services.engine, services.responder, services.frames, services.workers,
                       services.render_pool, client=client, limits=services.limits,
-                      rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes))
+                      rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes),
+                      alerts=services.alerts)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         guard_channel_messages(pc, settings.max_channel_message_bytes)
@@ -156,14 +159,16 @@ async def chat(request: Request, services: Services = Depends(get_services)) -> 
     try:
         text = check_text(body.text, services.settings.max_message_chars)
         if session is not None:
-            return ChatReply(reply=await services.media.run(session.converse(text)))
+            return ChatReply(reply=await services.media.run(session.converse(text)))   # its events say the kind
         try:
             conversation = services.conversations.open(body.conversation_id)
         except UnknownConversation:
             raise HTTPException(404, f"unknown conversation {body.conversation_id!r} (it may have been forgotten; "
                                      "send none to start a new one)") from None
-        reply = await services.workers.bot.run(services.responder.reply, text, conversation)
-        return ChatReply(reply=reply, conversation_id=conversation)
+        reply, kind = await services.workers.bot.run(respond, services.responder, text, conversation)
+        if kind in ESCALATIONS:
+            services.alerts.raise_alert(kind, text, reply, conversation_id=conversation)
+        return ChatReply(reply=reply, conversation_id=conversation, kind=kind)
     except Busy as error:
         raise refuse(503, str(error), BUSY_RETRY_AFTER) from None
     except ValueError as error:  # BadMessage, or the bot's InvalidMessage

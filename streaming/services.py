@@ -16,6 +16,7 @@ from streaming.guarded import Engine
 from streaming.session import SessionRegistry
 from streaming.settings import ServiceSettings
 from streaming.tracks import EncoderFrames
+from streaming.alerts import Alerts
 from streaming.workers import MediaLoop, Workers
 
 
@@ -31,6 +32,7 @@ class Services:
     workers: Workers                      # bot replies and speech planning, off the media's executors
     limits: ClientLimits                  # offers and chats per client address
     conversations: Conversations          # /chat conversations of clients without a session
+    alerts: Alerts                        # urgent messages and requests for a person: logged, webhook POSTed
 
     @classmethod
     def create(cls, settings: ServiceSettings, engine: Engine, responder: Responder) -> Services:
@@ -49,6 +51,7 @@ class Services:
             limits=ClientLimits(settings.offers_per_minute, settings.chats_per_minute, settings.max_tracked_clients,
                                 enabled=settings.client_limits),
             conversations=Conversations(settings.max_conversations, forget),
+            alerts=Alerts(settings.alert_webhook),
         )
 
     async def close(self) -> None:
@@ -56,6 +59,7 @@ class Services:
         await self.media.close()
         self.render_pool.shutdown(wait=False, cancel_futures=True)
         self.workers.shutdown()
+        self.alerts.close()
 
 
 def build_engine(settings: ServiceSettings) -> Engine:
@@ -70,13 +74,12 @@ def build_responder(settings: ServiceSettings) -> Responder:
     """The real chatbot (trains its corpus on first use, then reads its database)."""
     from bot.responder import BotSettings, ChatResponder
 
-    bot = BotSettings(max_message_chars=settings.max_message_chars)
+    # The deployment's corpus comes from AVATAR_CORPUS, which BotSettings reads itself (`avatar serve --corpus`).
+    options = {"max_message_chars": settings.max_message_chars, "emergency_number": settings.emergency_number}
     url = settings.database_url
     if url is not None:
-        if "://" not in url:  # a plain path names an SQLite file
-            url = f"sqlite:///{Path(url).expanduser().resolve()}"
-        bot = BotSettings(database_url=url, max_message_chars=settings.max_message_chars)
-    return ChatResponder.create(bot)
+        options["database_url"] = url if "://" in url else f"sqlite:///{Path(url).expanduser().resolve()}"
+    return ChatResponder.create(BotSettings(**options))
 
 
 def get_services(request: Request) -> Services:

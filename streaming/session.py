@@ -18,6 +18,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection
 
 from avatar.types import Responder
+from streaming.alerts import ESCALATIONS, Alerts, respond
 from streaming.clients import ClientLimits, TooManyRequests
 from streaming.guarded import Engine, GuardedPerformer
 from streaming.peer import Refused, watch_peer
@@ -73,7 +74,7 @@ class Session:
     def __init__(self, pc: RTCPeerConnection, engine: Engine, responder: Responder, frames: EncoderFrames,
                  workers: Workers, executor: Executor | None = None, session_id: str | None = None, *,
                  client: str = "unknown", limits: ClientLimits | None = None,
-                 rules: MessageRules = MessageRules()) -> None:
+                 rules: MessageRules = MessageRules(), alerts: Alerts | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.pc = pc
         self.client = client                            # the peer's address, for per-client limits
@@ -81,6 +82,7 @@ class Session:
         self.workers = workers
         self.limits = limits
         self.rules = rules
+        self.alerts = alerts
         self.performer = GuardedPerformer(engine.performer(seed=int(uuid.uuid4().int % 2**31)))
         self.clock = SessionClock()
         self.timeline = Timeline()
@@ -104,8 +106,12 @@ class Session:
             raise Busy("busy, try again in a moment")
         turn = self._barge_in()
         self.send_event(type="user", text=text)
-        reply = await self.workers.bot.run(self.responder.reply, text, self.id)
+        reply, kind = await self.workers.bot.run(respond, self.responder, text, self.id)
         self.send_event(type="reply", text=reply)
+        if kind in ESCALATIONS:               # urgent, or a request for a person: the page and a person are told
+            self.send_event(type=kind, text=reply)
+            if self.alerts is not None:
+                self.alerts.raise_alert(kind, text, reply, session_id=self.id)
         if turn == self._turn and not self.closed.is_set():
             self._speaking = self._spawn(self._speak(reply, turn))
         return reply

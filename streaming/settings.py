@@ -51,3 +51,7 @@ class ServiceSettings(BaseSettings):
     http_header_timeout: float = Field(10.0, gt=0)  # seconds from a request's first byte to the end of its headers
     http_body_timeout: float = Field(30.0, gt=0)    # seconds from the end of the headers to the end of the body
     http_backlog: int = Field(2048, ge=16)          # listen queue and accept batch (at most 1/16 of the files limit)
+
+    # Escalation: urgent messages and requests for a person (the bot decides; see bot/escalation.py).
+    emergency_number: str = "112"   # told to the user in the urgent reply, said digit by digit
+    alert_webhook: str = ""         # URL POSTed a JSON alert for each urgent message or hand-over ("": log only)
