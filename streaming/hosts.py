@@ -8,14 +8,14 @@ text and cuts "[::1]:8000" at its first colon, hence this one.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from streaming.ice import ANY_ADDRESS, is_address
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-ANY_ADDRESS = ("", "0.0.0.0", "::")
 
 
 def host_name(host: str) -> str:
@@ -34,14 +34,6 @@ def allowed_hosts(configured: str, bind_host: str) -> tuple[str, ...]:
     if names:
         return names
     return LOOPBACK_NAMES + (() if bind_host in ANY_ADDRESS else (bind_host,))
-
-
-def is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 class HostCheckMiddleware:

@@ -38,7 +38,7 @@ def ice_addresses(bind_host: str, configured: str = "", loopback_only: bool = Fa
     if not names:
         if bind_host in ANY_ADDRESS:
             return None
-        names = [bind_host] if _is_address(bind_host) else _resolve(bind_host)
+        names = [bind_host] if is_address(bind_host) else _resolve(bind_host)
     for name in names:
         _check_local(name)
     return tuple(dict.fromkeys(str(ipaddress.ip_address(name)) for name in names))
@@ -78,7 +78,8 @@ def _gather_active(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return [address for address in chosen if wanted[ipaddress.ip_address(address).version]]
 
 
-def _is_address(name: str) -> bool:
+def is_address(name: str) -> bool:
+    """An IP address (v4 or v6), not a name."""
     try:
         ipaddress.ip_address(name)
     except ValueError:

@@ -32,6 +32,11 @@ class Received:
         n = sum(1 for t in self.video_times if since <= t < until)
         return n / (until - since)
 
+    def recent_fps(self, seconds: float) -> float:
+        """Video frames per second over the last `seconds`."""
+        now = time.monotonic()
+        return self.video_fps(now - seconds, now)
+
     def first_loud_audio(self, since: float, threshold: float = SILENCE_RMS) -> float | None:
         """Arrival time of the first non-silent audio frame after `since`."""
         return next((t for t, rms in self.audio if t >= since and rms > threshold), None)
@@ -75,6 +80,12 @@ class AvatarProbe:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         if self.channel.readyState != "open":
             await asyncio.wait_for(self._channel_open.wait(), timeout)
+
+    async def start(self, timeout: float = 20.0, settle: float = 0.0) -> None:
+        """connect(), wait until video and audio arrive, then let the stream run `settle` seconds."""
+        await self.connect(timeout)
+        await self.wait_for_media(timeout)
+        await asyncio.sleep(settle)
 
     def _on_message(self, message: str) -> None:
         event = json.loads(message)

@@ -1,7 +1,6 @@
 """A custom avatar made by `avatar build` (the session's smoke bundle) streams over WebRTC like the built-in one."""
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 
@@ -33,11 +32,8 @@ async def test_bundle_streams_at_25_fps_and_names_itself(bundle_server: str) -> 
     assert any("Subject A" in line for line in info["consent"])
     probe = AvatarProbe(bundle_server)
     try:
-        await probe.connect(timeout=60)
-        await probe.wait_for_media()
-        await asyncio.sleep(3.0)
-        now = time.monotonic()
-        assert 20 <= probe.received.video_fps(now - 2.5, now) <= 30
+        await probe.start(timeout=60, settle=3.0)
+        assert 20 <= probe.received.recent_fps(2.5) <= 30
         assert probe.received.video_sizes[-1] == (360, 360)              # the driving clip's frames
         sent = probe.say("What is AI?")
         speaking = await probe.next_event("speaking")

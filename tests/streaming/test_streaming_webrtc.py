@@ -1,7 +1,6 @@
 """End to end over WebRTC with the real parts: an aiortc client on 127.0.0.1 sees and hears the avatar answer."""
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -25,9 +24,7 @@ def mouth_box(engine) -> tuple[int, int, int, int]:
 async def test_client_sees_and_hears_the_answer(real_server: str, real_engine) -> None:
     probe = AvatarProbe(real_server, watch_box=mouth_box(real_engine))
     try:
-        await probe.connect(timeout=60)
-        await probe.wait_for_media()
-        await asyncio.sleep(3.0)
+        await probe.start(timeout=60, settle=3.0)
         now = time.monotonic()
         assert 20 <= probe.received.video_fps(now - 2.5, now) <= 30
         width, height = probe.received.video_sizes[-1]

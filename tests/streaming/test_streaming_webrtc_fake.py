@@ -15,9 +15,7 @@ pytestmark = pytest.mark.timeout(90)
 async def test_paced_media_and_spoken_reply(fake_server: str) -> None:
     probe = AvatarProbe(fake_server)
     try:
-        await probe.connect()
-        await probe.wait_for_media()
-        await asyncio.sleep(2.5)
+        await probe.start(settle=2.5)
         now = time.monotonic()
         fps = probe.received.video_fps(now - 2.0, now)
         assert 20 <= fps <= 30, fps
