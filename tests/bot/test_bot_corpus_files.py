@@ -14,30 +14,22 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text, line, problem", [
-    ("conversations:\n- - Hi\n  - Hello\n- - Bye\n - Goodbye\n", 5, "not valid YAML"),
-    ("conversations:\n- - Hi\n  - Hello\n- - Only a question\n", 4, "statement and its reply"),
-    ("conversations:\n- - Hi\n  - Hello\n- - Question\n  - - nested\n", 5, "must be text"),
-    ("categories: [x]\nconversation:\n- - Hi\n  - Hello\n", 2, "unknown key"),
-    ("conversations:\n- - Hi\n  - ''\n", 3, "empty statement"),
+@pytest.mark.parametrize("name, text, line, problem", [
+    ("faq.yml", "conversations:\n- - Hi\n  - Hello\n- - Bye\n - Goodbye\n", 5, "not valid YAML"),
+    ("faq.yml", "conversations:\n- - Hi\n  - Hello\n- - Only a question\n", 4, "statement and its reply"),
+    ("faq.yml", "conversations:\n- - Hi\n  - Hello\n- - Question\n  - - nested\n", 5, "must be text"),
+    ("faq.yml", "categories: [x]\nconversation:\n- - Hi\n  - Hello\n", 2, "unknown key"),
+    ("faq.yml", "conversations:\n- - Hi\n  - ''\n", 3, "empty statement"),
+    ("faq.csv", "question,answer\nHi,Hello\nBye,Good,bye\n", 3, "expected 2 columns"),
+    ("faq.csv", "Hi,Hello\n,Nobody asked\n", 2, "empty question"),
 ])
-def test_malformed_yaml_is_refused_with_its_line(tmp_path: Path, text: str, line: int, problem: str):
-    path = write(tmp_path / "faq.yml", text)
+def test_a_malformed_corpus_file_is_refused_with_its_line(tmp_path: Path, name: str, text: str, line: int,
+                                                          problem: str):
+    path = write(tmp_path / name, text)
     with pytest.raises(CorpusError, match=problem) as refused:
         read_corpus_file(path)
     assert (refused.value.path, refused.value.line) == (path, line)
     assert str(refused.value).startswith(f"{path}, line {line}: ")
-
-
-@pytest.mark.parametrize("text, line, problem", [
-    ("question,answer\nHi,Hello\nBye,Good,bye\n", 3, "expected 2 columns"),
-    ("Hi,Hello\n,Nobody asked\n", 2, "empty question"),
-])
-def test_malformed_csv_is_refused_with_its_line(tmp_path: Path, text: str, line: int, problem: str):
-    path = write(tmp_path / "faq.csv", text)
-    with pytest.raises(CorpusError, match=problem) as refused:
-        read_corpus_file(path)
-    assert refused.value.line == line
 
 
 def test_yaml_statements_are_taken_as_written(tmp_path: Path):
