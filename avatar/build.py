@@ -155,11 +155,11 @@ def _sampled_frames(video: Path, count: int, wanted: Callable[[int], bool] = lam
     """About `count` evenly spread frames (index, RGB) of a video among those `wanted`."""
     from avatar.swap.data import read_frames
 
-    frames = list(read_frames(video, max_frames))
-    indices = [i for i in range(len(frames)) if wanted(i)]
-    picks = sorted(set(np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int).tolist())) \
-        if indices else []
-    return [(indices[p], frames[indices[p]]) for p in picks]
+    total = sum(1 for _ in read_frames(video, max_frames))          # a first pass counts: nothing is kept
+    indices = [i for i in range(total) if wanted(i)]
+    picks = set(np.asarray(indices)[np.linspace(0, len(indices) - 1, min(count, len(indices))).round()
+                                    .astype(int)].tolist()) if indices else set()
+    return [(i, frame) for i, frame in enumerate(read_frames(video, max_frames)) if i in picks]
 
 
 def check_subject(videos: tuple[Path, ...]) -> tuple[np.ndarray, list[dict[str, Any]]]:
