@@ -18,9 +18,10 @@ SUBJECT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vide
 
 
 def _real_frame() -> np.ndarray:
-    """A frame of the shared subject footage when it is present, else the built-in avatar's first frame."""
+    """A frame of the shared subject footage when it is present, else the built-in avatar's first frame cropped to
+    the head (dlib also finds a 'face' on the astronaut's suit, which prepare would count as a second person)."""
     if not SUBJECT.is_file():
-        return load_default_clip().frames[0]
+        return np.ascontiguousarray(load_default_clip().frames[0][:320, 96:416])
     return next(frame for _, frame in prep._frames(SUBJECT, 30) if len(find_faces(frame, embed=False)) == 1)
 
 
