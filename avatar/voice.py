@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pyttsx3.drivers import _espeak as espeak
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 from avatar.types import SAMPLE_RATE, AudioClip, Phoneme, Speech
 from avatar.visemes import viseme_for
@@ -145,8 +145,16 @@ def _resample(native: np.ndarray, native_rate: int) -> np.ndarray:
     if native_rate == SAMPLE_RATE or len(native) == 0:
         return native.astype(np.int16)
     g = np.gcd(SAMPLE_RATE, native_rate)
-    resampled = resample_poly(native.astype(np.float32), SAMPLE_RATE // g, native_rate // g)
+    up, down = SAMPLE_RATE // g, native_rate // g
+    resampled = resample_poly(native.astype(np.float32), up, down, window=_low_pass(up, down))
     return np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+
+
+@functools.cache
+def _low_pass(up: int, down: int) -> np.ndarray:
+    """The FIR filter resample_poly designs by default (Kaiser, beta 5), designed once rather than per reply."""
+    rate = max(up, down)
+    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0)).astype(np.float32)
 
 
 def _timeline(starts: list[tuple[str, float]], duration: float) -> tuple[Phoneme, ...]:

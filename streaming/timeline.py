@@ -3,6 +3,10 @@
 Both tracks read the same placement: video frame k plays the utterance's frame k - start_frame, audio sample n
 plays its sample n - start_frame * SAMPLES_PER_FRAME, so mouth and voice cannot drift apart. The video track
 asks from a worker thread, the audio track and the session from the event loop, hence the lock.
+
+The video track decides each frame before it is due (and the next one while it waits). An utterance may start
+on any frame not yet sent: placing it on a decided frame bumps `generation`, and the track decides that frame
+again rather than send the idle one.
 """
 from __future__ import annotations
 
@@ -50,15 +54,23 @@ class Timeline:
         self._lock = threading.Lock()
         self._placement: Placement | None = None
         self._next_frame = 0     # first video frame whose content is not decided yet
+        self._next_sent = 0      # first video frame not handed to the encoder yet
         self._next_sample = 0    # first audio sample not handed out yet
-        self.generation = 0      # bumped by clear(): frames decided before it are stale
+        self.generation = 0      # bumped by clear() and place(): frames decided before it are stale
 
     def place(self, utterance: Utterance) -> Placement:
-        """Start `utterance` at the first video frame boundary that neither track has played yet."""
+        """Start `utterance` at the first video frame boundary that neither track has sent yet."""
         with self._lock:
-            start = max(self._next_frame, math.ceil(self._next_sample / SAMPLES_PER_FRAME))
+            start = max(self._next_sent, math.ceil(self._next_sample / SAMPLES_PER_FRAME))
             self._placement = Placement(utterance, start)
+            if start < self._next_frame:  # that frame was decided (idle) ahead of time: decide it again
+                self.generation += 1
             return self._placement
+
+    def sent(self, k: int) -> None:
+        """The video track hands frame k to the encoder: it can no longer change."""
+        with self._lock:
+            self._next_sent = max(self._next_sent, k + 1)
 
     def clear(self) -> None:
         """Barge-in: drop the placed utterance; the next audio chunk and the next frame are idle."""

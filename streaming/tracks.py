@@ -134,6 +134,13 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame = await ahead[2]
         self._ahead = self._submit(k + 1)
         await self._clock.sleep_until(k / FPS)
+        decided = ahead[1]
+        for _ in range(3):  # an utterance placed on frame k (or a barge-in) while it waited: decide k again
+            if decided == self._timeline.generation:
+                break
+            _, decided, again = self._submit(k)
+            frame = await again
+        self._timeline.sent(k)  # no await since k was decided: the timeline cannot have moved meanwhile
         self._next = k + 1
         return frame
 

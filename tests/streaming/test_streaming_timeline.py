@@ -54,3 +54,25 @@ def test_clear_drops_the_rest_at_once() -> None:
     assert timeline.generation == generation + 1
     assert timeline.frame_index(k + 1) is None
     assert (timeline.audio((k + 1) * SAMPLES_PER_FRAME, 960) == 0).all()
+
+
+def test_an_utterance_may_start_on_the_frame_decided_ahead() -> None:
+    timeline = Timeline()
+    for k in range(4):
+        assert timeline.frame_index(k) is None
+    timeline.sent(2)                                     # frame 3 is decided (idle) but not sent yet
+    generation = timeline.generation
+    placement = timeline.place(utterance(SAMPLE_RATE // 2))
+    assert placement.start_frame == 3
+    assert timeline.generation == generation + 1         # the video track must decide frame 3 again
+    assert timeline.frame_index(3) == 500
+    timeline.sent(5)
+    for k in range(4, 7):
+        timeline.frame_index(k)
+    generation = timeline.generation
+    assert timeline.place(utterance(SAMPLE_RATE // 2)).start_frame == 6
+    assert timeline.generation == generation + 1
+    timeline.sent(6)
+    generation = timeline.generation
+    assert timeline.place(utterance(SAMPLE_RATE // 2)).start_frame == 7   # nothing decided ahead: no re-render
+    assert timeline.generation == generation
