@@ -43,7 +43,7 @@ from bot.embedding import SentenceEncoder, load_encoder
 from bot.escalation import HANDOVER_EXAMPLES, Escalation
 from bot.messages import InvalidMessage, has_words, normalise_message
 from bot.search import SnapshotTextSearch
-from bot.semantic import EmbeddingSearch, EmbeddingSimilarity
+from bot.semantic import EmbeddingMatch, EmbeddingSearch, EmbeddingSimilarity
 from bot.training import ensure_trained, exclusive
 
 __all__ = ["BotSettings", "ChatResponder", "CorpusError", "Exchange", "InvalidMessage", "Reply", "ReplyKind",
@@ -203,7 +203,8 @@ def build_chatbot(settings: BotSettings, encoder: SentenceEncoder | None = None)
             search = SnapshotTextSearch(chatbot, stop_at=MATCH_THRESHOLD, floor=settings.confidence_floor)
         chatbot.search_algorithms[search.name] = search
         search_name = search.name
-    chatbot.logic_adapters.append(BestMatch(
+    adapter = EmbeddingMatch if settings.read_only and by_meaning else BestMatch
+    chatbot.logic_adapters.append(adapter(
         chatbot,
         search_algorithm_name=search_name,
         maximum_similarity_threshold=MATCH_THRESHOLD,

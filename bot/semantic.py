@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from chatterbot.comparisons import Comparator
 from chatterbot.conversation import Statement
+from chatterbot.logic import BestMatch
 from chatterbot.search import IndexedTextSearch
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table, Text, select
 from sqlalchemy.engine import Engine
@@ -86,6 +87,7 @@ class Index:
     """The candidates in id order and their prompts' embeddings."""
 
     candidates: tuple[Candidate, ...]
+    texts: np.ndarray          # object [N] each candidate's text (its reply)
     prompts: np.ndarray        # float32 [P, H] one row per distinct prompt
     prompt_of: np.ndarray      # int64 [N] row of `prompts` for each candidate
     deployment: np.ndarray     # bool [N] trained from the deployment's corpus
@@ -134,7 +136,8 @@ class EmbeddingSearch(IndexedTextSearch):
             if not text:
                 prompts[row] = 0.0  # a statement with no prompt matches nothing
         deployment = np.array([c.conversation == DEPLOYMENT_CONVERSATION for c in candidates], bool)
-        return Index(candidates, prompts, prompt_of, deployment)
+        texts = np.array([c.text for c in candidates], dtype=object)
+        return Index(candidates, texts, prompts, prompt_of, deployment)
 
     def search(self, input_statement: Statement, **additional_parameters) -> Iterator[Statement]:
         if additional_parameters:  # filters this index does not model: ChatterBot's database search
@@ -144,15 +147,17 @@ class EmbeddingSearch(IndexedTextSearch):
         if match is not None:
             yield match
 
-    def best_match(self, text: str) -> Statement | None:
+    def best_match(self, text: str, exclude: frozenset[str] = frozenset()) -> Statement | None:
         """The candidate whose prompt is closest in meaning (the lowest id among equals), preferring the
-        deployment's corpus; None if nothing reaches its corpus's floor."""
+        deployment's corpus and passing over candidates whose reply is in `exclude`; None if nothing reaches
+        its corpus's floor."""
         index = self.index()
         if not len(index.candidates):
             return None
         scores = (index.prompts @ self.encoder.vector(text))[index.prompt_of]   # [N]
-        general = best_position(scores, ~index.deployment)
-        own = best_position(scores, index.deployment)
+        usable = ~np.isin(index.texts, list(exclude)) if exclude else np.ones(len(scores), bool)
+        general = best_position(scores, usable & ~index.deployment)
+        own = best_position(scores, usable & index.deployment)
         if own is not None and scores[own] >= self.deployment_floor and (
                 general is None or scores[own] >= scores[general] - self.margin):
             best = own
@@ -162,6 +167,21 @@ class EmbeddingSearch(IndexedTextSearch):
             return None
         candidate = index.candidates[best]
         return candidate.as_statement(clip(float(scores[best])))
+
+
+class EmbeddingMatch(BestMatch):
+    """ChatterBot's BestMatch for the embedding search: the matched statement is the reply, as in ChatterBot's
+    own semantic vector search, so no further queries look for other statements with the same text or for
+    the conversation's repeated replies (a read-only bot stores no conversation). Replies in the selection
+    parameters' `exclude_text` (what the session repeated lately) are passed over for the next best match."""
+
+    def process(self, input_statement: Statement, additional_response_selection_parameters=None) -> Statement:
+        search = self.search_algorithm
+        if not isinstance(search, EmbeddingSearch):
+            raise TypeError(f"EmbeddingMatch needs the embedding search, not {type(search).__name__}.")
+        exclude = frozenset((additional_response_selection_parameters or {}).get("exclude_text") or ())
+        match = search.best_match(input_statement.text, exclude)
+        return match if match is not None else self.get_default_response(input_statement)
 
 
 def best_position(scores: np.ndarray, allowed: np.ndarray) -> int | None:
