@@ -39,10 +39,23 @@ async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
         fps = [p.received.video_fps(start, end) for p in probes]
         size = probes[0].received.video_sizes[-1]
         return {"n": n, "fps": fps, "server_cpu": (cpu1 - cpu0) / (end - start),
-                "client_cpu": (own1 - own0) / (end - start), "size": size}
+                "client_cpu": (own1 - own0) / (end - start), "size": size,
+                "ids": {probe.session_id for probe in probes}}
     finally:
         for probe in probes:
             await probe.close()
+
+
+async def late_share(svc: ServiceProcess, ids: set[str], wait: float = 10.0) -> float:
+    """Share of these sessions' frames the server handed to the encoder late (from its end-of-session log)."""
+    deadline = time.monotonic() + wait
+    while True:
+        ended = [record for record in svc.session_ends() if record["session"] in ids]
+        if len(ended) == len(ids) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    frames = sum(record["frames"] for record in ended)
+    return sum(record["frames_late"] for record in ended) / frames if frames else float("nan")
 
 
 async def sweep(svc: ServiceProcess, max_n: int, seconds: float) -> list[dict]:
@@ -50,10 +63,12 @@ async def sweep(svc: ServiceProcess, max_n: int, seconds: float) -> list[dict]:
     for n in range(1, max_n + 1):
         result = await run_level(svc, n, seconds)
         results.append(result)
+        result["late"] = await late_share(svc, result["ids"])
         fps = result["fps"]
         print(f"  {n} session(s) at {result['size'][0]}x{result['size'][1]}: fps min {min(fps):5.1f} "
               f"mean {sum(fps) / n:5.1f} | server CPU {result['server_cpu'] * 100:5.1f}% of one core "
-              f"({result['server_cpu'] * 100 / n:5.1f}% per session) | clients' CPU {result['client_cpu'] * 100:5.1f}%",
+              f"({result['server_cpu'] * 100 / n:5.1f}% per session) | clients' CPU {result['client_cpu'] * 100:5.1f}% | "
+              f"frames handed over late {result['late']:6.1%}",
               flush=True)
         if min(fps) < HOLD_FPS:
             break
@@ -69,6 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores (shared with other users: figures vary with their load)")
     print(f"avatar: {args.avatar}")
+    os.environ.setdefault("AVATAR_MAX_LATE_SHARE", "1")   # measure past the point where new sessions get 503
+    os.environ["AVATAR_CLIENT_LIMITS"] = "false"          # every client here is 127.0.0.1
     with service(max_sessions=args.max + 1, avatar=args.avatar) as svc, loopback_only():
         results = asyncio.run(sweep(svc, args.max, args.seconds))
     held = [r["n"] for r in results if min(r["fps"]) >= HOLD_FPS]

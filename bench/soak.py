@@ -10,7 +10,8 @@ comes from 127.0.0.1, so the per-address limits are off unless --client-limits: 
 - squatters: offers from peers that never connect;
 - broken offers (mutations of a real one), HTTP chats in bursts, and idle TCP connections that say nothing.
 
-Prints the minimum per-second frame rate of the well-behaved sessions, the HTTP status counts (5xx must be 0),
+Prints the minimum per-second frame rate of the well-behaved sessions (at the client; and what the server says
+it sent, skipped and sent late for them), the HTTP status counts (5xx must be 0),
 the service's RSS and open file descriptors at the start and the end, and how many slots departed peers still
 hold once the service's bounds have passed.
 Usage: .venv/bin/python bench/soak.py [--minutes 10] [--good 2] [--avatar default|BUNDLE]
@@ -79,10 +80,11 @@ class Counts:
                    and not key.endswith(" 503") and not key.endswith(" 429"))
 
 
-async def good_session(url: str, until: float, fps_windows: list[float]) -> None:
+async def good_session(url: str, until: float, fps_windows: list[float], ids: list[str]) -> None:
     probe = AvatarProbe(url)
     try:
         await probe.connect(timeout=60)
+        ids.append(probe.session_id)
         await probe.wait_for_media(timeout=60)
         start = time.monotonic() + WARM_UP
         while time.monotonic() < until:
@@ -202,12 +204,12 @@ async def idle_connections(host: str, port: int, until: float, counts: Counts) -
             sock.close()
 
 
-async def hostile(url: str, minutes: float) -> Counts:
+async def hostile(url: str, minutes: float, churners: int) -> Counts:
     """Everything but the good sessions, in this (low-priority) process."""
     host, port = url.split("//")[1].split(":")
     counts = Counts()
     until = time.monotonic() + 60 * minutes
-    jobs = [churner(url, until, counts) for _ in range(CHURNERS)]
+    jobs = [churner(url, until, counts) for _ in range(churners)]
     jobs += [squatter(url, until, counts), bad_offers(url, until, counts), http_chats(url, until, counts),
              idle_connections(host, int(port), until, counts)]
     for result in await asyncio.gather(*jobs, return_exceptions=True):
@@ -216,18 +218,57 @@ async def hostile(url: str, minutes: float) -> Counts:
     return counts
 
 
-async def soak(svc: ServiceProcess, minutes: float, good: int) -> dict:
-    """The good sessions here; the hostile clients in a child process at the lowest CPU priority (on this
-    machine their CPU is the service's too, which it would not be over a network)."""
+class CpuCap:
+    """A cgroup (v1 `cpu` controller) holding the hostile clients to `cores` of CPU time: over a network
+    their CPU would not be the service's. Needs root; `available` is False where it cannot be made."""
+
+    ROOT = Path("/sys/fs/cgroup/cpu")
+
+    def __init__(self, cores: float) -> None:
+        self.path = self.ROOT / f"avatar-soak-{os.getpid()}"
+        self.available = False
+        if cores <= 0:
+            return
+        try:
+            self.path.mkdir()
+            (self.path / "cpu.cfs_period_us").write_text("100000")
+            (self.path / "cpu.cfs_quota_us").write_text(str(max(1000, int(cores * 100000))))
+            self.available = True
+        except OSError as error:
+            print(f"no CPU cap for the hostile clients ({error}); they run at nice 19 only")
+
+    def join(self) -> None:
+        """In the child, before exec: this process and all it starts go into the cgroup."""
+        if self.available:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        if self.available:
+            for _ in range(50):   # its processes may take a moment to be reaped
+                try:
+                    self.path.rmdir()
+                    return
+                except OSError:
+                    time.sleep(0.1)
+
+
+async def soak(svc: ServiceProcess, minutes: float, good: int, churners: int, hostile_cpu: float) -> dict:
+    """The good sessions here; the hostile clients in a child process at the lowest CPU priority and, with
+    `hostile_cpu`, held to that many cores (on this machine their CPU is the service's too, which it would not
+    be over a network)."""
     url = svc.url
     windows: list[float] = []
     rss0, fds0 = proc_status(svc.proc.pid)
+    cap = CpuCap(hostile_cpu)
     child = await asyncio.create_subprocess_exec("nice", "-n", "19", sys.executable, __file__, "--hostile", url,
-                                                 "--minutes", str(minutes), stdout=asyncio.subprocess.PIPE)
+                                                 "--minutes", str(minutes), "--churners", str(churners),
+                                                 stdout=asyncio.subprocess.PIPE, preexec_fn=cap.join)
     until = time.monotonic() + 60 * minutes
-    results = await asyncio.gather(*(good_session(url, until, windows) for _ in range(good)),
+    ids: list[str] = []
+    results = await asyncio.gather(*(good_session(url, until, windows, ids) for _ in range(good)),
                                    return_exceptions=True)
     report = json.loads((await child.communicate())[0].decode().strip().splitlines()[-1])
+    cap.remove()
     failures = [r for r in results if isinstance(r, BaseException)]
     await asyncio.sleep(SETTLE)
     async with httpx.AsyncClient(timeout=10) as http:
@@ -237,7 +278,8 @@ async def soak(svc: ServiceProcess, minutes: float, good: int) -> dict:
     counts.status.update(report["status"])
     counts.errors.update(report["errors"])
     return {"windows": windows, "counts": counts, "rss": (rss0, rss1), "fds": (fds0, fds1),
-            "left_sessions": health.get("sessions"), "failures": failures}
+            "left_sessions": health.get("sessions"), "failures": failures,
+            "server_side": [ended for ended in svc.session_ends() if ended["session"] in ids]}
 
 
 async def client(url: str) -> None:
@@ -252,6 +294,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--good", type=int, default=2, help="well-behaved sessions (default 2)")
+    parser.add_argument("--churners", type=int, default=CHURNERS, help=f"churning clients alive at once (default {CHURNERS})")
+    parser.add_argument("--hostile-cpu", type=float, default=0.0,
+                        help="hold the hostile clients to this many cores (a cgroup; needs root); 0: nice 19 only")
     parser.add_argument("--avatar", default="default")
     parser.add_argument("--client-limits", action="store_true", help="keep the per-address limits on")
     parser.add_argument("--client", default=None, help=argparse.SUPPRESS)     # a churner's own process
@@ -263,14 +308,15 @@ def main() -> None:
         return
     if args.hostile:
         with loopback_only():
-            counts = asyncio.run(hostile(args.hostile, args.minutes))
+            counts = asyncio.run(hostile(args.hostile, args.minutes, args.churners))
         print(json.dumps({"status": dict(counts.status), "errors": dict(counts.errors)}))
         return
     print(f"machine: {os.cpu_count()} CPU cores; soak of {args.minutes:g} min, {args.good} good sessions, "
-          f"{CHURNERS} churners, a squatter, broken offers, chat bursts, {IDLE_CONNECTIONS} idle connections")
+          f"hostile clients at nice 19{f' held to {args.hostile_cpu:g} cores' if args.hostile_cpu else ''}; "
+          f"{args.churners} churners, a squatter, broken offers, chat bursts, {IDLE_CONNECTIONS} idle connections")
     os.environ["AVATAR_CLIENT_LIMITS"] = "true" if args.client_limits else "false"     # read by the service
     with service(max_sessions=8, avatar=args.avatar) as svc, loopback_only():
-        result = asyncio.run(soak(svc, args.minutes, args.good))
+        result = asyncio.run(soak(svc, args.minutes, args.good, args.churners, args.hostile_cpu))
     windows, counts = result["windows"], result["counts"]
     print(f"good sessions: {len(windows)} one-second windows, minimum {min(windows, default=0):.0f} fps, "
           f"{sum(w < 24 for w in windows)} windows under 24 fps")
@@ -284,6 +330,9 @@ def main() -> None:
           f"open file descriptors {result['fds'][0]} -> {result['fds'][1]}")
     print(f"sessions still live {SETTLE:.0f} s after the end (all clients gone): {result['left_sessions']} "
           "(slots held by departed peers)")
+    for ended in result["server_side"]:
+        print(f"server side, good session {ended['session'][:8]}: {ended['frames']} frames sent in "
+              f"{ended['seconds']:.0f} s, {ended['frames_skipped']} skipped, {ended['frames_late']} handed over late")
     for failure in result["failures"]:
         print(f"a client job failed: {failure!r}")
 

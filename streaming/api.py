@@ -111,7 +111,7 @@ async def open_session(services: Services, offer: Offer, client: str) -> Answer:
     session = Session(pc, services.engine, services.responder, services.frames, services.workers,
                       services.render_pool, client=client, limits=services.limits,
                       rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes),
-                      alerts=services.alerts)
+                      alerts=services.alerts, load=services.sessions.load)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         guard_channel_messages(pc, settings.max_channel_message_bytes)

@@ -13,6 +13,20 @@ import threading
 import time
 
 SERVICE_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")   # root and uvicorn's own handlers
+PRODUCT_LOGGERS = ("streaming", "avatar", "bot")                        # ours log at INFO; libraries at WARNING
+
+
+def configure_logging() -> None:
+    """The service's own log lines (a session's start and end, the bot's training...) at INFO on stderr, other
+    libraries' (aioice logs every ICE check at INFO) from WARNING up. Leaves a root handler already set alone."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    for name in PRODUCT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 class RateLimitFilter(logging.Filter):

@@ -8,7 +8,7 @@ from starlette.types import ASGIApp
 
 from streaming.app import create_app
 from streaming.connections import HttpLimits, guarded_http, raise_fd_limit, within_fd_limit
-from streaming.logs import install_rate_limit
+from streaming.logs import configure_logging, install_rate_limit
 from streaming.settings import ServiceSettings
 
 
@@ -30,6 +30,7 @@ def server_config(app: ASGIApp, host: str, port: int, limits: HttpLimits, log_le
 def serve(settings: ServiceSettings, app: ASGIApp | None = None) -> None:
     """Serve the avatar (or `app`: tests pass one with stand-in parts) on settings.host:settings.port until
     interrupted."""
+    configure_logging()
     limits = http_limits(settings, raise_fd_limit())
     config = server_config(app or create_app(settings), settings.host, settings.port, limits)
     install_rate_limit()                      # after uvicorn.Config has set up logging

@@ -43,7 +43,8 @@ class Services:
             settings=settings,
             engine=engine,
             responder=responder,
-            sessions=SessionRegistry(settings.max_sessions, settings.connect_timeout, settings.peer_silence_timeout),
+            sessions=SessionRegistry(settings.max_sessions, settings.connect_timeout, settings.peer_silence_timeout,
+                                     settings.max_late_share),
             render_pool=ThreadPoolExecutor(max_workers=4, thread_name_prefix="render"),
             frames=EncoderFrames(),
             media=MediaLoop(encoder_workers=2 * settings.max_sessions + 4),  # a thread per track

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from streaming.clients import ClientLimits, TooManyRequests
 from streaming.guarded import Engine, GuardedPerformer
 from streaming.peer import Refused, watch_peer
 from streaming.timeline import Timeline
-from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, EncoderFrames, SessionClock
+from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, EncoderFrames, FrameLoad, SessionClock
 from streaming.workers import Busy, Workers
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ class Session:
     def __init__(self, pc: RTCPeerConnection, engine: Engine, responder: Responder, frames: EncoderFrames,
                  workers: Workers, executor: Executor | None = None, session_id: str | None = None, *,
                  client: str = "unknown", limits: ClientLimits | None = None,
-                 rules: MessageRules = MessageRules(), alerts: Alerts | None = None) -> None:
+                 rules: MessageRules = MessageRules(), alerts: Alerts | None = None,
+                 load: FrameLoad | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.pc = pc
         self.client = client                            # the peer's address, for per-client limits
@@ -87,8 +89,10 @@ class Session:
         self.clock = SessionClock()
         self.timeline = Timeline()
         self.audio = AvatarAudioTrack(self.clock, self.timeline)
-        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor)
+        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor, load)
         self.closed = asyncio.Event()
+        self.started = time.monotonic()
+        self.messages = 0                               # chat messages taken for an answer
         self._channel: RTCDataChannel | None = None
         self._turn = 0                                  # bumped by every message: older turns stop
         self._speaking: asyncio.Task | None = None
@@ -105,6 +109,7 @@ class Session:
         if self.workers.bot.full:
             raise Busy("busy, try again in a moment")
         turn = self._barge_in()
+        self.messages += 1
         self.send_event(type="user", text=text)
         reply, kind = await self.workers.bot.run(respond, self.responder, text, self.id)
         self.send_event(type="reply", text=reply)
@@ -180,6 +185,13 @@ class Session:
 
     # --- lifetime -----------------------------------------------------------------------------------
 
+    def summary(self, reason: str) -> dict[str, Any]:
+        """What the end-of-session log line records."""
+        return {"session": self.id, "client": self.client, "reason": reason,
+                "seconds": round(time.monotonic() - self.started, 1), "messages": self.messages,
+                "frames": self.video.frames_sent, "frames_skipped": self.video.frames_skipped,
+                "frames_late": self.video.frames_late}
+
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -208,10 +220,13 @@ class Session:
 class SessionRegistry:
     """The live sessions of one app, bounded; a session leaves when its peer goes away or falls silent."""
 
-    def __init__(self, max_sessions: int, connect_timeout: float = 15.0, silence_timeout: float = 5.0) -> None:
+    def __init__(self, max_sessions: int, connect_timeout: float = 15.0, silence_timeout: float = 5.0,
+                 max_late_share: float = 1.0) -> None:
         self.max_sessions = max_sessions
         self.connect_timeout = connect_timeout
         self.silence_timeout = silence_timeout
+        self.max_late_share = max_late_share
+        self.load = FrameLoad()             # the sessions' video tracks record into it
         self._sessions: dict[str, Session] = {}
         self._watchers: dict[str, asyncio.Task] = {}
 
@@ -219,8 +234,13 @@ class SessionRegistry:
         return len(self._sessions)
 
     def check_room(self) -> None:
+        """SessionLimitReached when another session would not fit: the slots are taken, or the live sessions'
+        video already falls behind (more than `max_late_share` of recent frames late: the CPU is spent)."""
         if len(self._sessions) >= self.max_sessions:
             raise SessionLimitReached(f"the service is full ({self.max_sessions} live sessions); try again later")
+        if self._sessions and self.load.late_share() > self.max_late_share:
+            raise SessionLimitReached("the service is busy: its live sessions' video is falling behind; "
+                                      "try again later")
 
     def count(self, client: str) -> int:
         """Live sessions of one client address."""
@@ -230,6 +250,8 @@ class SessionRegistry:
         """Hold a slot for `session` while its peer connects and then keeps talking to us."""
         self.check_room()
         self._sessions[session.id] = session
+        log.info("session start %s", json.dumps({"session": session.id, "client": session.client,
+                                                  "live": len(self._sessions)}))
         self._watchers[session.id] = asyncio.get_running_loop().create_task(self._watch(session))
 
     async def _watch(self, session: Session) -> None:
@@ -248,7 +270,7 @@ class SessionRegistry:
         watcher = self._watchers.pop(session_id, None)
         if watcher is not None:
             watcher.cancel()
-        log.info("session %s (%s) closed: %s", session_id, session.client, reason)
+        log.info("session end %s", json.dumps(session.summary(reason)))
         await session.close()
         return True
 

@@ -22,6 +22,8 @@ class ServiceSettings(BaseSettings):
     max_message_chars: int = Field(1000, ge=1)     # longer chat messages are refused
     max_body_bytes: int = Field(64 * 1024, ge=1024)  # larger request bodies get 413 before parsing
     max_sessions: int = Field(8, ge=1)             # live WebRTC sessions; one more gets 503
+    # ... and so does one more while this share of the live sessions' frames (last 3 s) left late: CPU spent
+    max_late_share: float = Field(0.05, ge=0.0, le=1.0)
     ice_loopback_only: bool = False                # tests only: offer 127.0.0.1 as the only ICE host candidate
 
     # A slot belongs to a peer that is there.

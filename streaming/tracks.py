@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -47,6 +49,34 @@ class SessionClock:
         wait = self.start() + seconds - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+
+
+class FrameLoad:
+    """How many of the last `window` seconds' video frames, all sessions together, were handed to their encoders
+    late (more than a frame interval after they were due): the service's own measure of whether it keeps up.
+    A new session is refused while the share is above a setting (streaming/session.py)."""
+
+    def __init__(self, window: float = 3.0, max_events: int = 20_000, clock=time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._events: deque[tuple[float, bool]] = deque(maxlen=max_events)   # (when, late)
+        self._late = 0
+        self._lock = threading.Lock()
+
+    def record(self, late: bool) -> None:
+        with self._lock:
+            if len(self._events) == self._events.maxlen and self._events[0][1]:
+                self._late -= 1                  # about to fall off the full deque
+            self._events.append((self._clock(), late))
+            self._late += late
+
+    def late_share(self) -> float:
+        """Late frames / frames over the window (0 when no frame was sent in it)."""
+        with self._lock:
+            horizon = self._clock() - self.window
+            while self._events and self._events[0][0] < horizon:
+                self._late -= self._events.popleft()[1]
+            return self._late / len(self._events) if self._events else 0.0
 
 
 class EncoderFrames:
@@ -93,8 +123,9 @@ class AvatarVideoTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(self, clock: SessionClock, timeline: Timeline, performer: GuardedPerformer,
-                 frames: EncoderFrames, executor: Executor | None = None) -> None:
+                 frames: EncoderFrames, executor: Executor | None = None, load: FrameLoad | None = None) -> None:
         super().__init__()
+        self._load = load
         self._clock = clock
         self._timeline = timeline
         self._performer = performer
@@ -102,6 +133,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._executor = executor
         self._next = 0
         self._ahead: tuple[int, int, asyncio.Future] | None = None  # (k, timeline generation, frame)
+        self.frames_sent = 0       # frames handed to the encoder
+        self.frames_skipped = 0    # frames never sent because rendering fell more than MAX_LAG behind
+        self.frames_late = 0       # frames handed over more than one frame interval after they were due
 
     def _make_frame(self, k: int) -> VideoFrame:
         """Worker thread: decide what frame k shows, render it and convert it for the encoder."""
@@ -128,6 +162,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         behind = self._clock.elapsed() - k / FPS
         if behind > MAX_LAG:  # rendering fell behind: skip to the present, the timeline stays aligned
             k = int(self._clock.elapsed() * FPS)
+            self.frames_skipped += k - self._next
         ahead = self._ahead
         if ahead is None or ahead[0] != k or ahead[1] != self._timeline.generation:
             ahead = self._submit(k)  # nothing usable rendered ahead (start, skip or barge-in)
@@ -142,6 +177,11 @@ class AvatarVideoTrack(MediaStreamTrack):
             frame = await again
         self._timeline.sent(k)  # no await since k was decided: the timeline cannot have moved meanwhile
         self._next = k + 1
+        self.frames_sent += 1
+        late = self._clock.elapsed() > (k + 1) / FPS
+        self.frames_late += late
+        if self._load is not None:
+            self._load.record(late)
         return frame
 
     def stop(self) -> None:

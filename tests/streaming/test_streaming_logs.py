@@ -67,3 +67,19 @@ def test_installed_on_handlers_it_holds_back_a_flood_of_tracebacks() -> None:
             each.removeFilter(limiter)
             parent.removeHandler(each)
         parent.propagate = True
+
+
+def test_the_service_logs_its_own_info_lines_but_not_the_libraries() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import logging\nfrom streaming.logs import configure_logging\nconfigure_logging()\n"
+            "logging.getLogger('streaming.session').info('session end {}')\n"
+            "logging.getLogger('aioice.ice').info('Connection(0) Check CandidatePair')\n"
+            "logging.getLogger('aiortc').warning('a library warning')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "INFO streaming.session: session end {}" in done.stderr
+    assert "a library warning" in done.stderr and "CandidatePair" not in done.stderr
