@@ -244,7 +244,13 @@ def test_ctrl_c_then_resume_from_the_command_line(dataset, tmp_path):
         second = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and f"pid {first.pid}" in second.stderr, second.stderr[-3000:]
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
+        try:
+            _, err = first.communicate(timeout=60)
+        except subprocess.TimeoutExpired:            # say where it hangs: the CLI dumps its stacks on SIGUSR1
+            first.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+            first.kill()
+            pytest.fail("no exit within 60 s of Ctrl-C; stacks:\n" + first.communicate()[1][-6000:])
     finally:
         if first.poll() is None:
             first.kill()
