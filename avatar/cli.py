@@ -193,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: what a long run is doing
+    try:  # `kill -USR1 PID` prints every thread's stack: what a long run is doing
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # no SIGUSR1 here, or stderr is no file (main() in a test)
+        pass
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

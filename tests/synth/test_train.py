@@ -234,7 +234,10 @@ def test_ctrl_c_then_resume_from_the_command_line(dataset, tmp_path):
     cmd = [sys.executable, "-m", "avatar.cli", "synth", "train", str(dataset), "--preset", "smoke", "--out", str(run),
            "--kimg", "100"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a shell's background job (e.g. CI started with `&`) inherits SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler.
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not list((run / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
