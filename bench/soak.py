@@ -80,7 +80,8 @@ class Counts:
                    and not key.endswith(" 503") and not key.endswith(" 429"))
 
 
-async def good_session(url: str, until: float, fps_windows: list[float], ids: list[str]) -> None:
+async def good_session(url: str, until: float, fps_windows: list[float], ids: list[str],
+                       feedback: list[dict]) -> None:
     probe = AvatarProbe(url)
     try:
         await probe.connect(timeout=60)
@@ -94,8 +95,17 @@ async def good_session(url: str, until: float, fps_windows: list[float], ids: li
                 await asyncio.sleep(1.0)
                 probe.say(random.choice(SAY))
         end = time.monotonic()
+        received = probe.received
+        slow = []
         for second in range(int(start), int(end) - 1):
-            fps_windows.append(probe.received.video_fps(second, second + 1))
+            fps_windows.append(received.video_fps(second, second + 1))
+            if fps_windows[-1] < 24:
+                slow.append(second)
+        # Did this client report a lost picture (PLI) in a slow window or the second before it?
+        after_pli = sum(any(second - 1 <= t < second + 1 for t in received.plis) for second in slow)
+        feedback.append({"slow": len(slow), "slow_after_pli": after_pli, "plis": len(received.plis),
+                         "nacks": len(received.nacks), "nacked": sum(n for _, n in received.nacks),
+                         "lost": await probe.video_packets_lost()})
     finally:
         await probe.close()
 
@@ -265,7 +275,8 @@ async def soak(svc: ServiceProcess, minutes: float, good: int, churners: int, ho
                                                  stdout=asyncio.subprocess.PIPE, preexec_fn=cap.join)
     until = time.monotonic() + 60 * minutes
     ids: list[str] = []
-    results = await asyncio.gather(*(good_session(url, until, windows, ids) for _ in range(good)),
+    feedback: list[dict] = []
+    results = await asyncio.gather(*(good_session(url, until, windows, ids, feedback) for _ in range(good)),
                                    return_exceptions=True)
     report = json.loads((await child.communicate())[0].decode().strip().splitlines()[-1])
     cap.remove()
@@ -278,7 +289,7 @@ async def soak(svc: ServiceProcess, minutes: float, good: int, churners: int, ho
     counts.status.update(report["status"])
     counts.errors.update(report["errors"])
     return {"windows": windows, "counts": counts, "rss": (rss0, rss1), "fds": (fds0, fds1),
-            "left_sessions": health.get("sessions"), "failures": failures,
+            "left_sessions": health.get("sessions"), "failures": failures, "feedback": feedback,
             "server_side": [ended for ended in svc.session_ends() if ended["session"] in ids]}
 
 
@@ -333,6 +344,10 @@ def main() -> None:
     for ended in result["server_side"]:
         print(f"server side, good session {ended['session'][:8]}: {ended['frames']} frames sent in "
               f"{ended['seconds']:.0f} s, {ended['frames_skipped']} skipped, {ended['frames_late']} handed over late")
+    for seen in result["feedback"]:
+        print(f"client side, good session: {seen['slow']} windows under 24 fps, {seen['slow_after_pli']} of them "
+              f"in or just after a PLI (a frame it could not complete); {seen['plis']} PLIs, {seen['nacks']} NACKs "
+              f"for {seen['nacked']} packets, {seen['lost']} video packets never received")
     for failure in result["failures"]:
         print(f"a client job failed: {failure!r}")
 

@@ -27,6 +27,9 @@ class Received:
     video_luma: list[float] = field(default_factory=list)             # mean brightness of each frame
     video_crops: list[np.ndarray] = field(default_factory=list)       # luma of the watched box, per frame
     audio: list[tuple[float, float]] = field(default_factory=list)    # (arrival time, RMS)
+    # video packets asked again (NACK) and pictures reported lost (PLI) by this client: (time, count or 1)
+    nacks: list[tuple[float, int]] = field(default_factory=list)
+    plis: list[float] = field(default_factory=list)
 
     def video_fps(self, since: float, until: float) -> float:
         n = sum(1 for t in self.video_times if since <= t < until)
@@ -95,6 +98,32 @@ class AvatarProbe:
     def _on_track(self, track: MediaStreamTrack) -> None:
         consume = self._consume_video if track.kind == "video" else self._consume_audio
         self._tasks.append(asyncio.ensure_future(consume(track)))
+        if track.kind == "video":
+            self._watch_feedback(next(r for r in self.pc.getReceivers() if r.track is track))
+
+    def _watch_feedback(self, receiver) -> None:
+        """Record when this client's video receiver asks for lost packets (NACK) or a new picture (PLI):
+        aiortc's receiver asks for a keyframe only when a frame cannot be completed, and shows nothing until
+        it comes."""
+        send_nack, send_pli = receiver._send_rtcp_nack, receiver._send_rtcp_pli
+
+        async def nack(media_ssrc: int, lost: list[int]) -> None:
+            self.received.nacks.append((time.monotonic(), len(lost)))
+            await send_nack(media_ssrc, lost)
+
+        async def pli(media_ssrc: int) -> None:
+            self.received.plis.append(time.monotonic())
+            await send_pli(media_ssrc)
+
+        receiver._send_rtcp_nack, receiver._send_rtcp_pli = nack, pli
+
+    async def video_packets_lost(self) -> int:
+        """Video RTP packets never received (retransmissions count as received), from the receiver's stats."""
+        for receiver in self.pc.getReceivers():
+            if receiver.track is not None and receiver.track.kind == "video":
+                report = await receiver.getStats()
+                return sum(stats.packetsLost for stats in report.values() if stats.type == "inbound-rtp")
+        return 0
 
     async def _consume_video(self, track: MediaStreamTrack) -> None:
         try:
