@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the service and its tests need: system packages (espeak-ng; with --test also chromium
-# for the browser tests and postgresql for the bot's PostgreSQL test) and a virtual environment in .venv
+# for the browser tests, postgresql for the bot's PostgreSQL tests and coturn for the TURN tests) and a
+# virtual environment in .venv
 # with every Python package pinned.
 # Safe to re-run: each step is skipped when already done.
 set -euo pipefail
@@ -14,6 +15,8 @@ ldconfig -p 2>/dev/null | grep -q 'libespeak-ng.so.1' || need_apt+=(espeak-ng li
 if [ "$for_tests" = 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 # The tests also run the bot on a throw-away PostgreSQL server.
 if [ "$for_tests" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need_apt+=(postgresql); fi
+# ... and relay WebRTC through a real TURN server.
+if [ "$for_tests" = 1 ] && [ ! -x /usr/bin/turnserver ]; then need_apt+=(coturn); fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"

@@ -1,11 +1,14 @@
-"""JSON routes: WebRTC offers, text chat, closing a session, which avatar speaks, health."""
+"""JSON routes: WebRTC offers, text chat, closing a session, which avatar speaks, ICE servers; health,
+readiness and metrics."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Literal, TypeVar
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from avatar.types import BUILT_IN_NAME
@@ -14,8 +17,9 @@ from streaming.alerts import ESCALATIONS, respond
 from streaming.clients import TooManyRequests, UnknownConversation
 from streaming.offers import BadOffer, check_offer
 from streaming.peer import advertise_max_message_size, guard_channel_messages
-from streaming.services import Services, get_services
-from streaming.session import MessageRules, Session, SessionLimitReached, check_text
+from streaming.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from streaming.services import STARTING_RETRY_AFTER, Services, get_services
+from streaming.session import ForeignSession, MessageRules, Session, SessionLimitReached, check_text
 from streaming.workers import BUSY_RETRY_AFTER, Busy
 
 router = APIRouter()
@@ -85,6 +89,16 @@ def admit(check, *args) -> None:
 @router.post("/offer", response_model=Answer)
 async def offer(request: Request, services: Services = Depends(get_services)) -> Answer:
     """An SDP offer in, the answer out: a new session streaming the avatar to the caller."""
+    try:
+        answer = await answer_offer(request, services)
+    except HTTPException as error:
+        services.metrics.offer(error.status_code)
+        raise
+    services.metrics.offer(200)
+    return answer
+
+
+async def answer_offer(request: Request, services: Services) -> Answer:
     settings = services.settings
     client = client_of(request)
     body = await read_json(request, Offer)
@@ -107,11 +121,11 @@ async def offer(request: Request, services: Services = Depends(get_services)) ->
 async def open_session(services: Services, offer: Offer, client: str) -> Answer:
     """On the media loop: a peer connection and session for a checked offer, and the answer."""
     settings = services.settings
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc = RTCPeerConnection(services.ice.for_peer())
     session = Session(pc, services.engine, services.responder, services.frames, services.workers,
-                      services.render_pool, client=client, limits=services.limits,
+                      services.render_pool, services.sessions.new_id(), client=client, limits=services.limits,
                       rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes),
-                      alerts=services.alerts, load=services.sessions.load)
+                      alerts=services.alerts, load=services.sessions.load, metrics=services.metrics)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         guard_channel_messages(pc, settings.max_channel_message_bytes)
@@ -152,10 +166,12 @@ async def chat(request: Request, services: Services = Depends(get_services)) -> 
     body = await read_json(request, ChatRequest)
     session = None
     if body.session_id is not None:
-        session = services.sessions.get(body.session_id)
-        if session is None:
-            raise HTTPException(404, f"unknown session {body.session_id!r} (it may have ended)")
-    admit(services.limits.admit_chat, client_of(request))
+        session = live_session(services, body.session_id)
+    try:
+        admit(services.limits.admit_chat, client_of(request))
+    except HTTPException:
+        services.metrics.chats.labels("refused").inc()
+        raise
     try:
         text = check_text(body.text, services.settings.max_message_chars)
         if session is not None:
@@ -165,19 +181,36 @@ async def chat(request: Request, services: Services = Depends(get_services)) -> 
         except UnknownConversation:
             raise HTTPException(404, f"unknown conversation {body.conversation_id!r} (it may have been forgotten; "
                                      "send none to start a new one)") from None
+        arrived = time.monotonic()
         reply, kind = await services.workers.bot.run(respond, services.responder, text, conversation)
+        services.metrics.reply_seconds.observe(time.monotonic() - arrived)
+        services.metrics.chats.labels(kind).inc()
         if kind in ESCALATIONS:
             services.alerts.raise_alert(kind, text, reply, conversation_id=conversation)
         return ChatReply(reply=reply, conversation_id=conversation, kind=kind)
     except Busy as error:
+        services.metrics.chats.labels("refused").inc()
         raise refuse(503, str(error), BUSY_RETRY_AFTER) from None
     except ValueError as error:  # BadMessage, or the bot's InvalidMessage
+        services.metrics.chats.labels("refused").inc()
         raise HTTPException(422, str(error)) from None
+
+
+def live_session(services: Services, session_id: str) -> Session:
+    """The live session by that id: 404 when there is none, 409 when another instance of the service made it."""
+    try:
+        session = services.sessions.get(session_id)
+    except ForeignSession as error:
+        raise HTTPException(409, str(error)) from None
+    if session is None:
+        raise HTTPException(404, f"unknown session {session_id!r} (it may have ended)")
+    return session
 
 
 @router.delete("/session/{session_id}")
 async def close_session(session_id: str, services: Services = Depends(get_services)) -> dict:
     """Hang up a session (the page does this when it leaves)."""
+    live_session(services, session_id)
     if not await services.media.run(services.sessions.close(session_id, "hung up (DELETE)")):
         raise HTTPException(404, f"unknown session {session_id!r} (it may have ended)")
     return {"closed": session_id}
@@ -191,5 +224,44 @@ async def avatar_info(services: Services = Depends(get_services)) -> AvatarInfo:
 
 
 @router.get("/health")
-async def health(services: Services = Depends(get_services)) -> dict:
-    return {"status": "ok", "sessions": len(services.sessions), "max_sessions": services.sessions.max_sessions}
+async def health(request: Request) -> JSONResponse:
+    """Liveness: 200 while the process works (also while it is still loading), 503 once loading failed."""
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        return JSONResponse({"status": "ok", "sessions": len(services.sessions),
+                             "max_sessions": services.sessions.max_sessions})
+    startup = request.app.state.startup
+    if startup.error is not None:
+        return JSONResponse({"status": "failed", "detail": startup.describe()}, status_code=503)
+    return JSONResponse({"status": "starting", "detail": startup.describe()})
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness, for a load balancer: 200 when the bot and the avatar are loaded and a new session would be
+    taken; 503 with the reason while loading, when every slot is taken or when the live video falls behind."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return JSONResponse({"ready": False, "detail": request.app.state.startup.describe()}, status_code=503,
+                            headers={"Retry-After": str(STARTING_RETRY_AFTER)})
+    figures = {"instance": services.sessions.instance, "sessions": len(services.sessions),
+               "max_sessions": services.sessions.max_sessions}
+    try:
+        services.sessions.check_room()
+    except SessionLimitReached as error:
+        return JSONResponse({"ready": False, "detail": str(error), **figures}, status_code=503,
+                            headers={"Retry-After": str(FULL_RETRY_AFTER)})
+    return JSONResponse({"ready": True, **figures})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus' text format (also while loading: the process's own figures are there from the start)."""
+    return Response(request.app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
+@router.get("/ice")
+async def ice(services: Services = Depends(get_services)) -> dict:
+    """The page's RTCPeerConnection configuration: STUN/TURN servers (TURN credentials minted for this page and
+    valid for a while) and the ICE transport policy."""
+    return services.ice.for_page()

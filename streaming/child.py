@@ -64,7 +64,7 @@ def service(max_sessions: int = 16, startup_timeout: float = 600.0,
                 if proc.poll() is not None:
                     raise RuntimeError(f"the service exited: {log_path.read_text(errors='replace')[-2000:]}")
                 try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    if httpx.get(f"{url}/ready", timeout=1).status_code == 200:   # loaded, room for a session
                         break
                 except httpx.HTTPError:
                     pass

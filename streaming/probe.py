@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 SILENCE_RMS = 50.0   # int16 RMS below this counts as silence (speech is in the thousands)
@@ -49,14 +50,28 @@ class Received:
         return float(np.sqrt(np.mean(np.square(values)))) if values else 0.0
 
 
+async def ice_configuration(base_url: str) -> RTCConfiguration:
+    """The service's ICE servers and policy as the page gets them (GET /ice), for an aiortc client."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{base_url.rstrip('/')}/ice")
+    response.raise_for_status()
+    config = response.json()
+    servers = [RTCIceServer(urls=server["urls"], username=server.get("username"),
+                            credential=server.get("credential")) for server in config["iceServers"]]
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy(config["iceTransportPolicy"]))
+
+
 class AvatarProbe:
     """One WebRTC session with the service at `base_url`."""
 
-    def __init__(self, base_url: str, watch_box: tuple[int, int, int, int] | None = None) -> None:
-        """`watch_box` (x0, y0, x1, y1): keep that part of every frame's luma, e.g. the mouth."""
+    def __init__(self, base_url: str, watch_box: tuple[int, int, int, int] | None = None,
+                 configuration: RTCConfiguration | None = None) -> None:
+        """`watch_box` (x0, y0, x1, y1): keep that part of every frame's luma, e.g. the mouth. `configuration`:
+        STUN/TURN servers and policy (default none: host candidates only; see `ice_configuration`)."""
         self.base_url = base_url.rstrip("/")
         self.watch_box = watch_box
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
+        self.answer_sdp: str | None = None
         self.received = Received()
         self.events: asyncio.Queue[dict] = asyncio.Queue()
         self.log: list[dict] = []                                     # every event, in order
@@ -80,6 +95,7 @@ class AvatarProbe:
         response.raise_for_status()
         answer = response.json()
         self.session_id = answer["session_id"]
+        self.answer_sdp = answer["sdp"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         if self.channel.readyState != "open":
             await asyncio.wait_for(self._channel_open.wait(), timeout)

@@ -32,12 +32,19 @@ def serve(settings: ServiceSettings, app: ASGIApp | None = None) -> None:
     interrupted."""
     configure_logging()
     limits = http_limits(settings, raise_fd_limit())
-    config = server_config(app or create_app(settings), settings.host, settings.port, limits)
+    app = app or create_app(settings)
+    config = server_config(app, settings.host, settings.port, limits)
     install_rate_limit()                      # after uvicorn.Config has set up logging
+    server = uvicorn.Server(config)
+    startup = getattr(getattr(app, "state", None), "startup", None)
+    if startup is not None:                   # the avatar or the bot failed to load: stop, and say why
+        startup.on_failure = lambda: setattr(server, "should_exit", True)
     try:
-        uvicorn.Server(config).run()
+        server.run()
     except KeyboardInterrupt:
         pass
+    if startup is not None and startup.error is not None:
+        raise startup.error
 
 
 if __name__ == "__main__":  # python -m streaming.server: settings from AVATAR_* variables

@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 
 from avatar.types import Responder
 from streaming.clients import ClientLimits, Conversations
 from streaming.guarded import Engine
+from streaming.ice_servers import IceConfig
+from streaming.metrics import ServiceMetrics
 from streaming.session import SessionRegistry
 from streaming.settings import ServiceSettings
 from streaming.tracks import EncoderFrames
@@ -33,26 +35,35 @@ class Services:
     limits: ClientLimits                  # offers and chats per client address
     conversations: Conversations          # /chat conversations of clients without a session
     alerts: Alerts                        # urgent messages and requests for a person: logged, webhook POSTed
+    ice: IceConfig                        # STUN/TURN servers for the peer connections and the pages
+    metrics: ServiceMetrics               # what GET /metrics reports
 
     @classmethod
-    def create(cls, settings: ServiceSettings, engine: Engine, responder: Responder) -> Services:
+    def create(cls, settings: ServiceSettings, engine: Engine, responder: Responder,
+               metrics: ServiceMetrics | None = None) -> Services:
         workers = Workers.create(settings.bot_workers, settings.speech_workers, settings.max_pending)
         end_session = getattr(responder, "end_session", None)  # the bot may forget a conversation
         forget = None if end_session is None else (lambda conversation: workers.bot.post(end_session, conversation))
+        metrics = metrics or ServiceMetrics()
+        sessions = SessionRegistry(settings.max_sessions, settings.connect_timeout, settings.peer_silence_timeout,
+                                   settings.max_late_share, settings.instance_id)
+        metrics.sessions = sessions.figures
         return cls(
             settings=settings,
             engine=engine,
             responder=responder,
-            sessions=SessionRegistry(settings.max_sessions, settings.connect_timeout, settings.peer_silence_timeout,
-                                     settings.max_late_share),
+            sessions=sessions,
             render_pool=ThreadPoolExecutor(max_workers=4, thread_name_prefix="render"),
             frames=EncoderFrames(),
-            media=MediaLoop(encoder_workers=2 * settings.max_sessions + 4),  # a thread per track
+            media=MediaLoop(encoder_workers=2 * settings.max_sessions + 4,   # a thread per track
+                            observe=metrics.observe_encode),
             workers=workers,
             limits=ClientLimits(settings.offers_per_minute, settings.chats_per_minute, settings.max_tracked_clients,
                                 enabled=settings.client_limits),
             conversations=Conversations(settings.max_conversations, forget),
             alerts=Alerts(settings.alert_webhook),
+            ice=ice_config(settings),
+            metrics=metrics,
         )
 
     async def close(self) -> None:
@@ -83,6 +94,19 @@ def build_responder(settings: ServiceSettings) -> Responder:
     return ChatResponder.create(BotSettings(**options))
 
 
+def ice_config(settings: ServiceSettings) -> IceConfig:
+    """The ICE servers and policy of `settings`; ValueError for a configuration that cannot work."""
+    return IceConfig(settings.ice_servers, settings.ice_transport_policy, settings.turn_secret,
+                     settings.turn_credential_ttl)
+
+
+STARTING_RETRY_AFTER = 5   # seconds a caller is told to wait while the avatar and the bot load
+
+
 def get_services(request: Request) -> Services:
-    """FastAPI dependency: this app's services."""
-    return request.app.state.services
+    """FastAPI dependency: this app's services; 503 while the avatar and the bot are still loading."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise HTTPException(503, request.app.state.startup.describe(),
+                            headers={"Retry-After": str(STARTING_RETRY_AFTER)})
+    return services

@@ -18,10 +18,11 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
-from avatar.types import Responder
+from avatar.types import SAMPLE_RATE, Responder
 from streaming.alerts import ESCALATIONS, Alerts, respond
 from streaming.clients import ClientLimits, TooManyRequests
 from streaming.guarded import Engine, GuardedPerformer
+from streaming.metrics import ServiceMetrics
 from streaming.peer import Refused, watch_peer
 from streaming.timeline import Timeline
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, EncoderFrames, FrameLoad, SessionClock
@@ -34,6 +35,10 @@ CHAT_LABEL = "chat"   # the data channel the page sends its text on
 
 class SessionLimitReached(RuntimeError):
     """No room for one more live session."""
+
+
+class ForeignSession(LookupError):
+    """A session id made by another instance of the service: its requests must be routed there."""
 
 
 class BadMessage(ValueError):
@@ -76,7 +81,7 @@ class Session:
                  workers: Workers, executor: Executor | None = None, session_id: str | None = None, *,
                  client: str = "unknown", limits: ClientLimits | None = None,
                  rules: MessageRules = MessageRules(), alerts: Alerts | None = None,
-                 load: FrameLoad | None = None) -> None:
+                 load: FrameLoad | None = None, metrics: ServiceMetrics | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.pc = pc
         self.client = client                            # the peer's address, for per-client limits
@@ -85,11 +90,13 @@ class Session:
         self.limits = limits
         self.rules = rules
         self.alerts = alerts
+        self.metrics = metrics
         self.performer = GuardedPerformer(engine.performer(seed=int(uuid.uuid4().int % 2**31)))
         self.clock = SessionClock()
         self.timeline = Timeline()
         self.audio = AvatarAudioTrack(self.clock, self.timeline)
-        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor, load)
+        on_render = None if metrics is None else metrics.frame_seconds.labels("render").observe
+        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor, load, on_render)
         self.closed = asyncio.Event()
         self.started = time.monotonic()
         self.messages = 0                               # chat messages taken for an answer
@@ -108,17 +115,21 @@ class Session:
         """
         if self.workers.bot.full:
             raise Busy("busy, try again in a moment")
+        arrived = time.monotonic()
         turn = self._barge_in()
         self.messages += 1
         self.send_event(type="user", text=text)
         reply, kind = await self.workers.bot.run(respond, self.responder, text, self.id)
+        if self.metrics is not None:
+            self.metrics.reply_seconds.observe(time.monotonic() - arrived)
+            self.metrics.chats.labels(kind).inc()
         self.send_event(type="reply", text=reply)
         if kind in ESCALATIONS:               # urgent, or a request for a person: the page and a person are told
             self.send_event(type=kind, text=reply)
             if self.alerts is not None:
                 self.alerts.raise_alert(kind, text, reply, session_id=self.id)
         if turn == self._turn and not self.closed.is_set():
-            self._speaking = self._spawn(self._speak(reply, turn))
+            self._speaking = self._spawn(self._speak(reply, turn, arrived))
         return reply
 
     def _barge_in(self) -> int:
@@ -131,7 +142,9 @@ class Session:
             self.send_event(type="interrupted")
         return self._turn
 
-    async def _speak(self, text: str, turn: int) -> None:
+    async def _speak(self, text: str, turn: int, arrived: float) -> None:
+        """Synthesise and plan `text`, then place it on the timeline (the message that asked for it arrived at
+        `arrived`, time.monotonic())."""
         try:
             utterance = await self.workers.speech.run(self.performer.prepare, text)
         except Busy:
@@ -147,6 +160,9 @@ class Session:
         if turn != self._turn:
             return
         placement = self.timeline.place(utterance)  # stays placed after its end: later frames are idle
+        if self.metrics is not None:
+            first_sample_due = self.clock.start() + placement.start_sample / SAMPLE_RATE
+            self.metrics.first_audio_seconds.observe(max(0.0, first_sample_due - arrived))
         self.send_event(type="speaking", text=text, duration=round(utterance.speech.duration, 3))
         await self.clock.sleep_until(placement.end_time)
         if turn == self._turn:
@@ -167,9 +183,9 @@ class Session:
             if self.limits is not None:
                 self.limits.admit_chat(self.client)
             await self.converse(text)
-        except (BadMessage, TooManyRequests, Busy) as error:
-            self.send_event(type="error", message=str(error))
-        except ValueError as error:           # the bot's InvalidMessage: tell the user why
+        except (BadMessage, TooManyRequests, Busy, ValueError) as error:   # ValueError: the bot's InvalidMessage
+            if self.metrics is not None:
+                self.metrics.chats.labels("refused").inc()
             self.send_event(type="error", message=str(error))
         except Exception:
             log.exception("session %s: turn failed", self.id)
@@ -191,6 +207,11 @@ class Session:
                 "seconds": round(time.monotonic() - self.started, 1), "messages": self.messages,
                 "frames": self.video.frames_sent, "frames_skipped": self.video.frames_skipped,
                 "frames_late": self.video.frames_late}
+
+    def figures(self) -> dict[str, Any]:
+        """What /metrics reports of this session now."""
+        return {"session": self.id, "fps": self.video.recent_fps(), "frames": self.video.frames_sent,
+                "frames_skipped": self.video.frames_skipped, "frames_late": self.video.frames_late}
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -221,7 +242,10 @@ class SessionRegistry:
     """The live sessions of one app, bounded; a session leaves when its peer goes away or falls silent."""
 
     def __init__(self, max_sessions: int, connect_timeout: float = 15.0, silence_timeout: float = 5.0,
-                 max_late_share: float = 1.0) -> None:
+                 max_late_share: float = 1.0, instance: str = "") -> None:
+        """Session ids begin with `instance` ("" or a random one: each start of the service is an instance),
+        so a request for another instance's session is told so rather than "unknown"."""
+        self.instance = instance or uuid.uuid4().hex[:8]
         self.max_sessions = max_sessions
         self.connect_timeout = connect_timeout
         self.silence_timeout = silence_timeout
@@ -259,11 +283,28 @@ class SessionRegistry:
         self._watchers.pop(session.id, None)  # this task is ending: close() must not cancel it
         await self.close(session.id, reason)
 
+    def new_id(self) -> str:
+        return f"{self.instance}-{uuid.uuid4().hex}"
+
     def get(self, session_id: str) -> Session | None:
-        return self._sessions.get(session_id)
+        """The live session by that id; None if it is not (or no longer) live; ForeignSession when another
+        instance made it."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            instance, dash, _ = session_id.rpartition("-")
+            if dash and instance != self.instance:
+                raise ForeignSession(f"session {session_id!r} belongs to instance {instance!r}, not this one "
+                                     f"({self.instance!r}): send its requests to the instance that answered its offer")
+        return session
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Each live session's figures, for /metrics."""
+        return [session.figures() for session in list(self._sessions.values())]
 
     async def close(self, session_id: str, reason: str = "closed by the service") -> bool:
-        """Close and forget a session, logging why once; False when there was none by that id."""
+        """Close and forget a session, logging why once; False when there was none by that id (ForeignSession
+        when another instance made it)."""
+        self.get(session_id)
         session = self._sessions.pop(session_id, None)
         if session is None:
             return False

@@ -1,10 +1,13 @@
 """Typed settings of the live service, read from AVATAR_* environment variables or passed in."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from avatar.pipeline import AvatarSettings
+from streaming.ice_servers import IceServer
 
 
 class ServiceSettings(BaseSettings):
@@ -47,6 +50,16 @@ class ServiceSettings(BaseSettings):
     # Who may call, and where WebRTC listens.
     allowed_hosts: str = ""   # Host names served, comma separated ("*": any); "": localhost, 127.0.0.1, ::1, `host`
     ice_addresses: str = ""   # ICE host-candidate addresses, comma separated ("*": all); "": `host` (0.0.0.0: all)
+
+    # Real networks (streaming/ice_servers.py): STUN/TURN servers as the browser's RTCIceServer list in JSON, e.g.
+    # [{"urls": "stun:turn.example.org"}, {"urls": ["turn:turn.example.org:3478?transport=udp"]}]
+    ice_servers: list[IceServer] = []
+    ice_transport_policy: Literal["all", "relay"] = "all"   # relay: TURN relay candidates only, both sides
+    turn_secret: str = ""      # coturn's static-auth-secret: time-limited TURN credentials for TURN servers without
+    turn_credential_ttl: int = Field(3600, ge=60)   # seconds those credentials stay valid
+
+    # Several instances behind one address (README: sticky routing): the start of every session id made here.
+    instance_id: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,32}$")   # "": a random one per start
     # HTTP connections (streaming/connections.py); the cap and backlog are also fitted to the open-files limit.
     http_max_connections: int = Field(1000, ge=16)  # open connections; past it the longest-idle one is closed
     http_idle_timeout: float = Field(5.0, gt=0)     # seconds a connection may wait for its next request

@@ -28,6 +28,7 @@ AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 MAX_LAG = 0.25                                   # seconds behind schedule before a track skips ahead
+RATE_WINDOW = 5                                  # seconds over which a video track reports its frame rate
 
 
 class SessionClock:
@@ -123,9 +124,13 @@ class AvatarVideoTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(self, clock: SessionClock, timeline: Timeline, performer: GuardedPerformer,
-                 frames: EncoderFrames, executor: Executor | None = None, load: FrameLoad | None = None) -> None:
+                 frames: EncoderFrames, executor: Executor | None = None, load: FrameLoad | None = None,
+                 on_render: Callable[[float], None] | None = None) -> None:
+        """`on_render(seconds)` is told how long each frame took to render and convert (for the metrics)."""
         super().__init__()
         self._load = load
+        self._on_render = on_render
+        self._sent_at: deque[float] = deque(maxlen=FPS * RATE_WINDOW)
         self._clock = clock
         self._timeline = timeline
         self._performer = performer
@@ -139,6 +144,7 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     def _make_frame(self, k: int) -> VideoFrame:
         """Worker thread: decide what frame k shows, render it and convert it for the encoder."""
+        start = time.perf_counter()
         index = self._timeline.frame_index(k)
         if index is None:
             index = self._performer.idle_index()
@@ -149,7 +155,14 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame = self._frames.frame(index, self._performer.render)
         frame.pts = k * (VIDEO_CLOCK_RATE // FPS)
         frame.time_base = VIDEO_TIME_BASE
+        if self._on_render is not None:
+            self._on_render(time.perf_counter() - start)
         return frame
+
+    def recent_fps(self) -> float:
+        """Frames handed to the encoder per second over the last RATE_WINDOW seconds."""
+        horizon = time.monotonic() - RATE_WINDOW
+        return sum(1 for t in self._sent_at if t >= horizon) / RATE_WINDOW
 
     def _submit(self, k: int) -> tuple[int, int, asyncio.Future]:
         loop = asyncio.get_running_loop()
@@ -178,6 +191,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._timeline.sent(k)  # no await since k was decided: the timeline cannot have moved meanwhile
         self._next = k + 1
         self.frames_sent += 1
+        self._sent_at.append(time.monotonic())
         late = self._clock.elapsed() > (k + 1) / FPS
         self.frames_late += late
         if self._load is not None:

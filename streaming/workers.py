@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,6 +87,27 @@ class Workers:
         self.speech.shutdown()
 
 
+class TimedExecutor(ThreadPoolExecutor):
+    """A thread pool that tells `observe(fn, args, seconds)` how long each job ran (None: it does not time)."""
+
+    def __init__(self, observe: Callable[[Callable, tuple, float], None] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._observe = observe
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        observe = self._observe
+        if observe is None:
+            return super().submit(fn, *args, **kwargs)
+
+        def timed() -> T:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                observe(fn, args, time.perf_counter() - start)
+        return super().submit(timed)
+
+
 class MediaLoop:
     """An event loop on its own thread for the peer connections, their tracks and conversations.
 
@@ -94,9 +116,10 @@ class MediaLoop:
     most for the interpreter to switch threads. aiortc encodes frames on this loop's default executor.
     """
 
-    def __init__(self, encoder_workers: int) -> None:
+    def __init__(self, encoder_workers: int, observe: Callable[[Callable, tuple, float], None] | None = None) -> None:
+        """`observe(fn, args, seconds)` is told how long each job of the default executor took (the encodes)."""
         self.loop = asyncio.new_event_loop()
-        self._encoders = ThreadPoolExecutor(max_workers=encoder_workers, thread_name_prefix="media")
+        self._encoders = TimedExecutor(observe, max_workers=encoder_workers, thread_name_prefix="media")
         self.loop.set_default_executor(self._encoders)
         self._thread = threading.Thread(target=self.loop.run_forever, name="media-loop", daemon=True)
         self._thread.start()

@@ -80,10 +80,27 @@ function waitForIce(pc) {
   });
 }
 
+// The service's STUN/TURN servers and ICE policy; TURN credentials are minted per request and expire, so
+// every connection attempt asks again.
+async function iceConfiguration() {
+  const response = await fetch("/ice");
+  const config = await response.json();
+  if (!response.ok) throw new Error(config.detail || response.statusText);
+  return { iceServers: config.iceServers, iceTransportPolicy: config.iceTransportPolicy };
+}
+
 async function connect() {
   reconnectTimer = null;
   setStatus("connecting…");
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  let config;
+  try {
+    config = await iceConfiguration();
+  } catch (error) {
+    console.warn("connect failed:", error);
+    dropped(String(error.message || error));
+    return;
+  }
+  const pc = new RTCPeerConnection(config);
   avatar.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });

@@ -1,16 +1,21 @@
 """Runs inside a fresh network namespace: brings `lo` up, serves the app, drives Chromium, prints JSON.
 
 Usage: python browser_driver.py --page /|/kiosk --parts fake|real --out result.json [--notice-only]
+                                 [--turn [--client chromium|aiortc]]
 Everything stays on loopback: the namespace has no other interface, the server offers 127.0.0.1 only and
-Chromium is allowed loopback candidates.
+Chromium is allowed loopback candidates. With --turn, coturn runs on loopback too and both sides may only use
+its relay (ICE transport policy "relay"), with credentials the service mints from the shared secret.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # the repository
@@ -20,7 +25,11 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from avatar.types import BUILT_IN_NAME  # noqa: E402
 from streaming.app import create_app  # noqa: E402
-from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread  # noqa: E402
+from streaming.probe import AvatarProbe, ice_configuration  # noqa: E402
+from streaming_support import (ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread,  # noqa: E402
+                               turn_server)
+
+TURN_SECRET = "test-only-shared-secret"
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -77,8 +86,26 @@ ANALYSER_PEAK = """async (seconds) => {
 }"""
 
 
-def build_app(parts: str, name: str = BUILT_IN_NAME, consent: tuple[str, ...] = ()):
-    settings = loopback_settings()
+# In the page: the ICE candidates each side offered (by type) and the types of the pair in use.
+ICE_USED = """async () => {
+  const pc = window.avatar.pc;
+  const types = (sdp) => [...sdp.matchAll(/a=candidate:.* typ (\\w+)/g)].map((m) => m[1]);
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+  const type = (id) => (id && stats.get(id) ? stats.get(id).candidateType : null);
+  return { offered: types(pc.localDescription.sdp), answered: types(pc.remoteDescription.sdp),
+           policy: pc.getConfiguration().iceTransportPolicy,
+           pair: pair ? [type(pair.localCandidateId), type(pair.remoteCandidateId)] : null };
+}"""
+
+
+def candidate_types(sdp: str) -> list[str]:
+    return re.findall(r"a=candidate:.* typ (\w+)", sdp)
+
+
+def build_app(parts: str, name: str = BUILT_IN_NAME, consent: tuple[str, ...] = (), **settings_overrides):
+    settings = loopback_settings(**settings_overrides)
     if parts == "fake":
         return create_app(settings, engine=ToneEngine(name, consent), responder=ToneResponder())
     return create_app(settings)                              # the real engine and bot, built in the lifespan
@@ -145,9 +172,33 @@ def drive(page_path: str, base_url: str, message: str, screenshot: Path | None =
                                    " && window.avatar.channel.readyState === 'open'", arg=first, timeout=60_000)
             result["reconnected"] = True
             result["connects"] = page.evaluate("window.avatar.connects")
+        result["ice"] = page.evaluate(ICE_USED)
         result["console"] = console[-20:]
         browser.close()
     return result
+
+
+async def drive_aiortc(base_url: str, message: str) -> dict:
+    """The aiortc client with the configuration the page would get (GET /ice): media, and the ICE it used."""
+    probe = AvatarProbe(base_url, configuration=await ice_configuration(base_url))
+    try:
+        await probe.start(timeout=60, settle=1.0)
+        start = time.monotonic()
+        await asyncio.sleep(3.0)
+        fps = probe.received.video_fps(start, start + 3.0)
+        sent = probe.say(message)
+        reply = await probe.next_event("reply", timeout=60)
+        await probe.next_event("speaking", timeout=60)
+        await asyncio.sleep(1.0)
+        loud = probe.received.first_loud_audio(sent)
+        connection = probe.pc.sctp.transport.transport.iceGatherer._connection    # aioice: the pair in use
+        pair = next(iter(connection._nominated.values()))
+        return {"fps": fps, "reply": reply["text"], "audio_after_message": None if loud is None else loud - sent,
+                "ice": {"offered": candidate_types(probe.pc.localDescription.sdp),
+                        "answered": candidate_types(probe.answer_sdp),
+                        "pair": [pair.local_candidate.type, pair.remote_candidate.type]}}
+    finally:
+        await probe.close()
 
 
 def main() -> None:
@@ -160,15 +211,31 @@ def main() -> None:
     parser.add_argument("--name", default=BUILT_IN_NAME, help="fake parts only: the avatar's name")
     parser.add_argument("--consent", action="append", default=[], help="fake parts only: a consent record")
     parser.add_argument("--notice-only", action="store_true", help="only read the AI notice, without talking")
+    parser.add_argument("--turn", action="store_true", help="relay only, through coturn on loopback")
+    parser.add_argument("--client", choices=("chromium", "aiortc"), default="chromium")
     args = parser.parse_args()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     started = time.monotonic()
-    with serve_in_thread(build_app(args.parts, args.name, tuple(args.consent)), free_port(), timeout=300) as url:
+    with ExitStack() as stack:
+        overrides = {}
+        turn_log = args.out.with_name("turnserver.log")
+        if args.turn:
+            turn_url = stack.enter_context(turn_server(turn_log, TURN_SECRET))
+            overrides = {"ice_servers": [{"urls": turn_url}], "ice_transport_policy": "relay",
+                         "turn_secret": TURN_SECRET}
+        app = build_app(args.parts, args.name, tuple(args.consent), **overrides)
+        url = stack.enter_context(serve_in_thread(app, free_port(), timeout=300))
         result = {"startup_s": time.monotonic() - started}
         if args.notice_only:
             result.update(read_notice(args.page, url))
+        elif args.client == "aiortc":
+            result.update(asyncio.run(drive_aiortc(url, args.message)))
         else:
             result.update(drive(args.page, url, args.message, args.screenshot))
+    if args.turn:   # coturn's own account: allocations made and sessions that carried data
+        log = turn_log.read_text(errors="replace")
+        result["turn_allocations"] = log.count("ALLOCATE processed, success")
+        result["turn_log_tail"] = log[-3000:]
     args.out.write_text(json.dumps(result, indent=1))
 
 

@@ -6,11 +6,14 @@ whose brightness encodes the driving frame, and an echoing bot that refuses empt
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
@@ -87,15 +90,58 @@ def serve_in_thread(app: FastAPI, port: int, timeout: float = 120.0) -> Iterator
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
-    while not server.started:
+    url = f"http://127.0.0.1:{port}"
+    while not (server.started and _ready(url)):   # listening, and the avatar and the bot loaded
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+TURN_SERVER = "/usr/bin/turnserver"
+
+
+@contextmanager
+def turn_server(log_path: Path, secret: str, port: int | None = None) -> Iterator[str]:
+    """coturn on 127.0.0.1 with the shared-secret ("REST API") credentials; yields its turn: URL.
+
+    Relays on loopback too (allow-loopback-peers), which a deployment would not allow: here both peers are.
+    """
+    port = port or free_port()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([TURN_SERVER, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+                                 f"--listening-port={port}", "--min-port=49152", "--max-port=49407",
+                                 "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=avatar.test",
+                                 "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--fingerprint",
+                                 "--verbose", "--log-file=stdout", "--simple-log"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while "Total General servers" not in log_path.read_text(errors="replace") and "listener opened" not in \
+                log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"turnserver did not start: {log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        yield f"turn:127.0.0.1:{port}?transport=udp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def loopback_settings(**overrides) -> ServiceSettings:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from streaming_support import TURN_SERVER
+
 DRIVER = Path(__file__).with_name("browser_driver.py")
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -23,8 +25,11 @@ def namespaces_allowed() -> bool:
 
 
 def run_driver(page: str, tmp_path: Path, parts: str = "real", *options: str) -> dict:
-    if not CHROMIUM.exists():
+    """browser_driver.py in a new network namespace; its JSON result."""
+    if "aiortc" not in options and not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make test installs it as root)")
+    if "--turn" in options and not Path(TURN_SERVER).exists():
+        pytest.skip(f"coturn is not installed ({TURN_SERVER}; make test installs it as root)")
     if not namespaces_allowed():
         pytest.skip("cannot create a network namespace here (unshare -n needs root or user namespaces)")
     out = tmp_path / "result.json"
@@ -65,3 +70,16 @@ def test_page_names_a_custom_avatar_as_text_with_its_consent(tmp_path: Path) -> 
     assert result["elements_in_name"] == 0, result
     assert "used with recorded consent" in result["notice"], result
     assert result["consent_records"] == [record], result
+
+
+def test_page_plays_through_a_turn_relay_with_minted_credentials(tmp_path: Path) -> None:
+    """Relay-only ICE on both sides through coturn: the page's credentials come from GET /ice."""
+    result = run_driver("/", tmp_path, "fake", "--turn")
+    ice = result["ice"]
+    assert ice["policy"] == "relay", ice
+    assert ice["offered"] and set(ice["offered"]) == {"relay"}, ice      # the page offered only relay candidates
+    assert ice["answered"] and set(ice["answered"]) == {"relay"}, ice    # and so did the service's answer
+    assert ice["pair"] == ["relay", "relay"], ice
+    assert result["turn_allocations"] >= 2, result["turn_log_tail"]      # the page's and the service's
+    assert 20 <= result["fps_decoded"] <= 30, result
+    assert result["speech_audio_energy"] > 10 * result["idle_audio_energy"] + 0.01, result
