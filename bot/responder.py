@@ -251,7 +251,7 @@ class ChatResponder:
         sqlite_path = settings.sqlite_path
         lock_path = sqlite_path.with_name(sqlite_path.name + ".lock") if sqlite_path is not None else None
         encoder = load_encoder()
-        with exclusive(lock_path):  # a new database is created and trained by one process while others wait
+        with exclusive(settings.database_url, lock_path):  # one process (instance) trains while others wait
             chatbot = build_chatbot(settings, encoder)
             try:
                 if ensure_trained(chatbot, corpus=settings.corpus, show_progress=settings.show_progress):

@@ -20,8 +20,9 @@ from pathlib import Path
 from chatterbot import ChatBot
 from chatterbot.conversation import Statement
 from chatterbot.corpus import list_corpus_files as list_chatterbot_corpus
-from sqlalchemy import Column, MetaData, String, Table, select
+from sqlalchemy import Column, MetaData, String, Table, create_engine, make_url, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
 from bot.corpora import CorpusFile, list_corpus_files, read_corpus_file
@@ -76,12 +77,31 @@ def trained_fingerprint(engine: Engine) -> str | None:
         ).scalar_one_or_none()
 
 
+TRAINING_LOCK_KEY = int.from_bytes(hashlib.sha256(b"avatar bot training").digest()[:8], "big", signed=True)
+
+
 @contextmanager
-def exclusive(lock_path: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_path` (no-op for None): one process at a time creates and trains a database."""
-    if lock_path is None:
+def exclusive(database_url: str, lock_path: Path | None = None) -> Iterator[None]:
+    """One process at a time creates and trains the bot's database, on one machine or several.
+
+    An SQLite file (`lock_path` beside it): an exclusive file lock. PostgreSQL: a session-level advisory lock
+    on the server itself, so that instances on different machines sharing one database wait for each other.
+    Other database servers: no lock (start one instance first and let it train).
+    """
+    if lock_path is not None:
+        with _file_lock(lock_path):
+            yield
+    elif make_url(database_url).get_backend_name() == "postgresql":
+        with _advisory_lock(database_url):
+            yield
+    else:
+        log.warning("No training lock for %s: start one instance first and let it train the bot",
+                    make_url(database_url).get_backend_name())
         yield
-        return
+
+
+@contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
@@ -89,6 +109,27 @@ def exclusive(lock_path: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _advisory_lock(database_url: str) -> Iterator[None]:
+    """pg_advisory_lock on a connection of its own, held until the block ends (or the connection drops: the
+    server then releases it, so a killed instance never leaves the lock behind)."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            key = {"key": TRAINING_LOCK_KEY}
+            if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar():
+                log.info("Waiting for another instance to finish preparing the bot's database")
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                connection.commit()
+    finally:
+        engine.dispose()
 
 
 def ensure_trained(chatbot: ChatBot, corpus: Sequence[Path | str] = (), show_progress: bool = True) -> bool:
