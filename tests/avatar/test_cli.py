@@ -55,3 +55,13 @@ def test_export_errors_are_clear(tmp_path):
     result = run(["export", "--dialogue", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x.mp4")])
     assert result.returncode == 2
     assert "dialogue file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_stops_with_the_corpus_error_when_its_bot_cannot_load(tmp_path):
+    """The service listens before the bot is loaded (for /health and /ready); a bot that cannot load still
+    ends `avatar serve` with the error, rather than a process that is up and can never answer."""
+    corpus = tmp_path / "faq.yml"
+    corpus.write_text("categories:\n- faq\nconversations:\n- - What are your hours?\n")
+    served = run(["serve", "--corpus", str(corpus), "--db", str(tmp_path / "bot.sqlite3"), "--port", "0"])
+    assert served.returncode == 2, served.stderr[-2000:]
+    assert f"{corpus}, line 4: a conversation needs a statement and its reply" in served.stderr
