@@ -2,6 +2,7 @@
 readiness and metrics."""
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Literal, TypeVar
@@ -23,6 +24,7 @@ from streaming.session import ForeignSession, MessageRules, Session, SessionLimi
 from streaming.workers import BUSY_RETRY_AFTER, Busy
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
 FULL_RETRY_AFTER = 5   # seconds a caller is told to wait when every session slot is taken
 
@@ -138,6 +140,11 @@ async def open_session(services: Services, offer: Offer, client: str) -> Answer:
     except Exception as error:  # whatever aiortc raises on an offer it cannot complete: the offer is bad
         await session.close()   # never raises: a failing pc.close() is logged
         raise HTTPException(400, f"malformed SDP offer: aiortc could not answer it ({error or type(error).__name__})") from None
+    if services.ice.policy == "relay" and " typ relay" not in pc.localDescription.sdp:
+        await session.close()   # an answer without a relay candidate could never connect
+        log.warning("no TURN relay candidate for a new session: is the TURN server %s reachable?",
+                    [server.urls[0] for server in services.ice.servers if server.is_turn])
+        raise refuse(503, "the service's TURN relay cannot be reached; try again later", FULL_RETRY_AFTER)
     try:
         services.sessions.add(session)
     except SessionLimitReached as error:

@@ -233,3 +233,19 @@ def test_ice_route_gives_the_page_its_configuration() -> None:
                                      {"urls": ["turn:turn.example.org:3478"], "username": "kiosk",
                                       "credential": "long-lived"}],
                       "iceTransportPolicy": "all", "credentialsExpire": None}
+
+
+async def test_relay_only_with_the_turn_server_down_is_503_not_a_dead_answer() -> None:
+    settings = loopback_settings(ice_servers=[{"urls": "turn:127.0.0.1:9?transport=udp", "username": "u",
+                                               "credential": "p"}], ice_transport_policy="relay")
+    with serve_in_thread(create_app(settings, engine=ToneEngine(), responder=ToneResponder()), free_port()) as url:
+        probe = AvatarProbe(url)
+        try:
+            with pytest.raises(httpx.HTTPStatusError) as refused:
+                await probe.connect(timeout=60)
+        finally:
+            await probe.close()
+        assert refused.value.response.status_code == 503
+        assert "TURN relay cannot be reached" in refused.value.response.json()["detail"]
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert (await http.get("/health")).json()["sessions"] == 0
