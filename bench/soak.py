@@ -80,8 +80,36 @@ class Counts:
                    and not key.endswith(" 503") and not key.endswith(" 429"))
 
 
+async def watch_server(url: str, until: float, samples: dict[str, list[tuple[float, float]]]) -> None:
+    """Every 0.25 s, each live session's frames sent as the service counts them (GET /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        while time.monotonic() < until:
+            try:
+                text = (await http.get(f"{url}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            now = time.monotonic()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "avatar_session_frames_total":
+                        samples.setdefault(sample.labels["session"], []).append((now, sample.value))
+            await asyncio.sleep(0.25)
+
+
+def server_fps(samples: list[tuple[float, float]], second: int) -> float | None:
+    """Frames per second the service sent between the samples around [second, second + 1)."""
+    before = [s for s in samples if s[0] <= second]
+    after = [s for s in samples if s[0] >= second + 1]
+    if not before or not after:
+        return None
+    (t0, n0), (t1, n1) = before[-1], after[0]
+    return (n1 - n0) / (t1 - t0)
+
+
 async def good_session(url: str, until: float, fps_windows: list[float], ids: list[str],
-                       feedback: list[dict]) -> None:
+                       feedback: list[dict], server: dict[str, list[tuple[float, float]]]) -> None:
     probe = AvatarProbe(url)
     try:
         await probe.connect(timeout=60)
@@ -103,7 +131,11 @@ async def good_session(url: str, until: float, fps_windows: list[float], ids: li
                 slow.append(second)
         # Did this client report a lost picture (PLI) in a slow window or the second before it?
         after_pli = sum(any(second - 1 <= t < second + 1 for t in received.plis) for second in slow)
+        sent = [server_fps(server.get(probe.session_id, []), second) for second in slow]
+        sent = [fps for fps in sent if fps is not None]
         feedback.append({"slow": len(slow), "slow_after_pli": after_pli, "plis": len(received.plis),
+                         "server_slow": sum(fps < 24 for fps in sent), "server_min": min(sent, default=None),
+                         "server_known": len(sent),
                          "nacks": len(received.nacks), "nacked": sum(n for _, n in received.nacks),
                          "lost": await probe.video_packets_lost()})
     finally:
@@ -276,7 +308,9 @@ async def soak(svc: ServiceProcess, minutes: float, good: int, churners: int, ho
     until = time.monotonic() + 60 * minutes
     ids: list[str] = []
     feedback: list[dict] = []
-    results = await asyncio.gather(*(good_session(url, until, windows, ids, feedback) for _ in range(good)),
+    server: dict[str, list[tuple[float, float]]] = {}
+    results = await asyncio.gather(watch_server(url, until, server),
+                                   *(good_session(url, until, windows, ids, feedback, server) for _ in range(good)),
                                    return_exceptions=True)
     report = json.loads((await child.communicate())[0].decode().strip().splitlines()[-1])
     cap.remove()
@@ -342,12 +376,14 @@ def main() -> None:
     print(f"sessions still live {SETTLE:.0f} s after the end (all clients gone): {result['left_sessions']} "
           "(slots held by departed peers)")
     for ended in result["server_side"]:
-        print(f"server side, good session {ended['session'][:8]}: {ended['frames']} frames sent in "
+        print(f"server side, good session {ended['session'][-8:]}: {ended['frames']} frames sent in "
               f"{ended['seconds']:.0f} s, {ended['frames_skipped']} skipped, {ended['frames_late']} handed over late")
     for seen in result["feedback"]:
         print(f"client side, good session: {seen['slow']} windows under 24 fps, {seen['slow_after_pli']} of them "
               f"in or just after a PLI (a frame it could not complete); {seen['plis']} PLIs, {seen['nacks']} NACKs "
-              f"for {seen['nacked']} packets, {seen['lost']} video packets never received")
+              f"for {seen['nacked']} packets, {seen['lost']} video packets never received; in {seen['server_slow']} "
+              f"of the {seen['server_known']} slow windows with server samples the service itself sent under 24 "
+              f"fps (least {seen['server_min'] or 0:.1f})")
     for failure in result["failures"]:
         print(f"a client job failed: {failure!r}")
 
