@@ -37,7 +37,8 @@ def _responder(db: str | None, corpus: list[Path] | None = None):
 
 
 def _add_bot_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None, help="bot database URL (default: embedded SQLite under var/)")
+    p.add_argument("--db", default=None, help="bot database: a URL (e.g. postgresql+psycopg2://USER@HOST/DB) or an "
+                                               "SQLite file's path (default: $AVATAR_DATABASE_URL, else var/bot.sqlite3)")
     p.add_argument("--corpus", type=Path, action="append", default=None, metavar="FILE_OR_DIR",
                    help="the deployment's own corpus: chatterbot-corpus YAML or CSV question,answer files, or "
                         "folders of them; repeatable (default: $AVATAR_CORPUS)")

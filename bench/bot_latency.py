@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.responder import COMPARISONS, BotSettings, ChatResponder, default_database_url  # noqa: E402
+from bot.responder import COMPARISONS, BotSettings, ChatResponder, as_database_url, default_database_url  # noqa: E402
 
 MESSAGES = {
     "paper": ["Do you know gossip?", "What is AI?", "What is a super computer?", "How does a computer work?",
@@ -71,12 +71,13 @@ def time_stock(database_url: str, rounds: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--db", type=Path, help="SQLite file of the bot (default: $AVATAR_BOT_DB or var/bot.sqlite3)")
+    parser.add_argument("--db", help="the bot's database, a URL or an SQLite file's path "
+                                     "(default: $AVATAR_DATABASE_URL or var/bot.sqlite3)")
     parser.add_argument("--comparison", choices=COMPARISONS, default=BotSettings.comparison)
     parser.add_argument("--stock", action="store_true", help="also time ChatterBot's own search (slow)")
     args = parser.parse_args()
 
-    url = f"sqlite:///{args.db.resolve()}" if args.db else default_database_url()
+    url = as_database_url(args.db) if args.db else default_database_url()
     start = time.perf_counter()
     responder = ChatResponder.create(BotSettings(database_url=url, comparison=args.comparison))
     print(f"ready in {time.perf_counter() - start:.1f} s ({url}, {args.comparison} comparison)")

@@ -47,11 +47,13 @@ from bot.semantic import EmbeddingMatch, EmbeddingSearch, EmbeddingSimilarity
 from bot.training import ensure_trained, exclusive
 
 __all__ = ["BotSettings", "ChatResponder", "CorpusError", "Exchange", "InvalidMessage", "Reply", "ReplyKind",
-           "default_corpus", "default_database_url"]
+           "default_corpus", "default_database_url", "as_database_url"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MATCH_THRESHOLD = 0.95  # BestMatch's maximum_similarity_threshold (ChatterBot's default): stop at a match this close
-DATABASE_ENV = "AVATAR_BOT_DB"
+DATABASE_ENV = "AVATAR_DATABASE_URL"   # the bot's database, for every command and the service
+OLD_DATABASE_ENV = "AVATAR_BOT_DB"     # its former name: still read, with a deprecation warning
+SQLITE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
 CORPUS_ENV = "AVATAR_CORPUS"
 COMPARISONS = ("embedding", "levenshtein")
 DEFAULT_MIN_CONFIDENCE = {"embedding": 0.6, "levenshtein": 0.5}
@@ -62,12 +64,24 @@ log = logging.getLogger(__name__)
 
 
 def default_database_url() -> str:
-    """$AVATAR_BOT_DB (a database URL, or a path to an SQLite file), else var/bot.sqlite3 in the repository."""
+    """$AVATAR_DATABASE_URL (a database URL, or a path to an SQLite file; formerly $AVATAR_BOT_DB), else
+    var/bot.sqlite3 in the repository."""
     configured = os.environ.get(DATABASE_ENV, "").strip()
-    if "://" in configured:
-        return configured
-    path = Path(configured).expanduser() if configured else REPO_ROOT / "var" / "bot.sqlite3"
-    return f"sqlite:///{path.resolve()}"
+    if not configured and os.environ.get(OLD_DATABASE_ENV, "").strip():
+        configured = os.environ[OLD_DATABASE_ENV].strip()
+        log.warning("%s is deprecated: name the bot's database with %s (a URL or an SQLite file's path)",
+                    OLD_DATABASE_ENV, DATABASE_ENV)
+    return as_database_url(configured) if configured else f"sqlite:///{(REPO_ROOT / 'var' / 'bot.sqlite3').resolve()}"
+
+
+def as_database_url(value: str) -> str:
+    """A database URL as it is; a path to an SQLite file (one with a '/' or ending .sqlite3, .sqlite or .db)
+    as its sqlite:/// URL. Anything else is returned unchanged, for BotSettings to refuse."""
+    if "://" in value:
+        return value
+    if "/" in value or value.endswith(SQLITE_SUFFIXES):
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
+    return value
 
 
 def default_corpus() -> tuple[Path, ...]:
@@ -116,10 +130,12 @@ class BotSettings:
     no_words_reply: str = "I can only understand words for now. Could you type your question in a few words?"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "database_url", as_database_url(self.database_url))
         try:
             url = make_url(self.database_url)
         except ArgumentError:
-            raise ValueError(f"Not a database URL: {self.database_url!r}") from None
+            raise ValueError(f"Not a database URL: {self.database_url!r} (give a URL such as "
+                             "postgresql+psycopg2://USER@HOST/DB, or an SQLite file's path)") from None
         if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             raise ValueError("The bot needs an SQLite file (an in-memory database is not shared between threads).")
         if self.max_message_chars < 1 or self.history_turns < 1 or self.max_sessions < 1:

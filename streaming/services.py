@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import HTTPException, Request
 
@@ -88,9 +87,8 @@ def build_responder(settings: ServiceSettings) -> Responder:
 
     # The deployment's corpus comes from AVATAR_CORPUS, which BotSettings reads itself (`avatar serve --corpus`).
     options = {"max_message_chars": settings.max_message_chars, "emergency_number": settings.emergency_number}
-    url = settings.database_url
-    if url is not None:
-        options["database_url"] = url if "://" in url else f"sqlite:///{Path(url).expanduser().resolve()}"
+    if settings.database_url is not None:          # a URL or an SQLite file's path (BotSettings takes both)
+        options["database_url"] = settings.database_url
     return ChatResponder.create(BotSettings(**options))
 
 

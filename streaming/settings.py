@@ -21,7 +21,7 @@ class ServiceSettings(BaseSettings):
     avatar: str = AvatarSettings.avatar
     voice: str = AvatarSettings.voice              # espeak-ng voice name (the voice checks it)
     rate: int = AvatarSettings.rate                # words per minute (the voice checks the range)
-    database_url: str | None = None                # the bot's database URL (None: the bot's default SQLite file)
+    database_url: str | None = None   # the bot's database: a URL or an SQLite file's path (None: var/bot.sqlite3)
     max_message_chars: int = Field(1000, ge=1)     # longer chat messages are refused
     max_body_bytes: int = Field(64 * 1024, ge=1024)  # larger request bodies get 413 before parsing
     max_sessions: int = Field(8, ge=1)             # live WebRTC sessions; one more gets 503

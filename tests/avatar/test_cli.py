@@ -40,11 +40,18 @@ def test_terminal_chat_answers_each_line(db_url):
     assert result.stdout.count("Bot:") == 2
 
 
+def test_terminal_chat_takes_the_database_as_a_path(db_url):
+    result = run(["chat", "--db", db_url.removeprefix("sqlite:///")], input="What is AI?\n")
+    assert result.returncode == 0, result.stderr
+    assert "Artificial Intelligence is the branch of engineering" in result.stdout
+
+
 def test_export_writes_video_and_transcript(tmp_path, db_url):
     dialogue = tmp_path / "d.txt"
     dialogue.write_text("Human: What is AI?\n")
     out = tmp_path / "out.mp4"
-    result = run(["export", "--dialogue", str(dialogue), "-o", str(out), "--captions", "--db", db_url])
+    db_path = db_url.removeprefix("sqlite:///")                      # --db takes a path as well as a URL
+    result = run(["export", "--dialogue", str(dialogue), "-o", str(out), "--captions", "--db", db_path])
     assert result.returncode == 0, result.stderr
     assert out.with_suffix(".vtt").read_text().startswith("WEBVTT")
     with av.open(str(out)) as c:

@@ -45,3 +45,27 @@ def test_in_memory_sqlite_is_refused(url):
 def test_bad_settings_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         BotSettings(**overrides)
+
+
+def test_one_environment_variable_takes_a_path_or_a_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.delenv("AVATAR_BOT_DB", raising=False)
+    monkeypatch.setenv("AVATAR_DATABASE_URL", str(tmp_path / "bot.sqlite3"))
+    assert BotSettings().database_url == f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    monkeypatch.setenv("AVATAR_DATABASE_URL", "postgresql+psycopg2://bot@db.internal/avatar")
+    assert BotSettings().database_url == "postgresql+psycopg2://bot@db.internal/avatar"
+    monkeypatch.setenv("AVATAR_BOT_DB", "postgresql+psycopg2://old@db.internal/avatar")
+    assert BotSettings().database_url == "postgresql+psycopg2://bot@db.internal/avatar"   # the new name wins
+
+
+def test_the_old_variable_still_works_and_says_it_is_deprecated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture):
+    monkeypatch.delenv("AVATAR_DATABASE_URL", raising=False)
+    monkeypatch.setenv("AVATAR_BOT_DB", str(tmp_path / "old.sqlite3"))
+    with caplog.at_level("WARNING", logger="bot.responder"):
+        assert BotSettings().database_url == f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    assert "AVATAR_BOT_DB is deprecated" in caplog.text and "AVATAR_DATABASE_URL" in caplog.text
+
+
+@pytest.mark.parametrize("given", ["var/x.sqlite3", "x.db", "~/bots/bot.sqlite"])
+def test_a_path_is_an_sqlite_file(given: str):
+    assert BotSettings(database_url=given).database_url == f"sqlite:///{Path(given).expanduser().resolve()}"
