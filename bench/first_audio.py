@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from streaming.child import service  # noqa: E402
-from streaming.ice import loopback_only  # noqa: E402
-from streaming.probe import AvatarProbe  # noqa: E402
+from harness.service import service  # noqa: E402
+from harness import loopback_only  # noqa: E402
+from harness.probe import AvatarProbe  # noqa: E402
 
 MESSAGES = [
     "Hello", "What is AI?", "Do you know gossip?", "What is a super computer?", "How does a computer work?",

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streaming.child import ServiceProcess, service  # noqa: E402
-from streaming.ice import loopback_only  # noqa: E402
-from streaming.probe import AvatarProbe  # noqa: E402
+from harness.service import ServiceProcess, service  # noqa: E402
+from harness import loopback_only  # noqa: E402
+from harness.probe import AvatarProbe  # noqa: E402
 
 HOLD_FPS = 24.0
 

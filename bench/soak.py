@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from streaming.child import ServiceProcess, service  # noqa: E402
-from streaming.ice import loopback_only  # noqa: E402
-from streaming.probe import AvatarProbe  # noqa: E402
+from harness.service import ServiceProcess, service  # noqa: E402
+from harness import loopback_only  # noqa: E402
+from harness.probe import AvatarProbe  # noqa: E402
 
 WARM_UP = 3.0            # seconds after a good session connects before its frame rate counts
 SETTLE = 25.0            # seconds to wait at the end for the service to free departed peers' slots

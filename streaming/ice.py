@@ -12,7 +12,7 @@ import ipaddress
 import socket
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 
 import aioice.ice
 
@@ -64,11 +64,6 @@ def gather_only(addresses: Sequence[str] | None) -> Iterator[None]:
             _active.remove(entry)
             if not _active:
                 aioice.ice.get_host_addresses = _original
-
-
-def loopback_only(enabled: bool = True) -> AbstractContextManager[None]:
-    """While active, every new ICE agent in this process gathers 127.0.0.1 only (tests; namespaces with `lo`)."""
-    return gather_only(("127.0.0.1",) if enabled else None)
 
 
 def _gather_active(use_ipv4: bool, use_ipv6: bool) -> list[str]:

@@ -6,7 +6,6 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,18 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.service import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _pg_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +44,7 @@ def postgres_url() -> Iterator[str]:
     if as_user:
         shutil.chown(home, "postgres")
         shutil.chown(data, "postgres")
-    port = _free_port()
+    port = free_port()
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)  # noqa: E731
     run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "avatar")
     run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "server.log"),
@@ -66,7 +61,7 @@ def two_instances(postgres_url: str, tmp_path_factory) -> Iterator[list[tuple[st
     """Two `avatar serve --db postgres_url` started together on the fresh database; (URL, log) of each, once
     both are ready (the bot trained and the avatar loaded)."""
     logs = tmp_path_factory.mktemp("instances")
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     procs = []
     for k, port in enumerate(ports):
         with (logs / f"instance{k}.log").open("w") as log:

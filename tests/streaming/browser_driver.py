@@ -25,7 +25,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from avatar.types import BUILT_IN_NAME  # noqa: E402
 from streaming.app import create_app  # noqa: E402
-from streaming.probe import AvatarProbe, ice_configuration  # noqa: E402
+from harness.probe import AvatarProbe, ice_configuration  # noqa: E402
 from streaming_support import (ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread,  # noqa: E402
                                turn_server)
 

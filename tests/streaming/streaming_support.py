@@ -5,7 +5,6 @@ whose brightness encodes the driving frame, and an echoing bot that refuses empt
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from avatar.types import BUILT_IN_NAME, FPS, SAMPLE_RATE, AudioClip, Speech, Utterance
+from harness.service import free_port  # noqa: F401  (the tests' one way to pick a port)
 from streaming.settings import ServiceSettings
 
 SIZE = 128
@@ -75,12 +75,6 @@ class ToneEngine:
     def performer(self, seed: int = 0) -> TonePerformer:
         self.performers.append(TonePerformer(seed))
         return self.performers[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from streaming.app import create_app
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 from streaming_support import ToneEngine, free_port, loopback_settings, serve_in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

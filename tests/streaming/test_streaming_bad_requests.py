@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ import pytest
 from aiortc.rtcsctptransport import WEBRTC_STRING
 
 from streaming.app import create_app
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
 
 pytestmark = pytest.mark.timeout(120)

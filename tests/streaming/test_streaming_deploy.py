@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import streaming.app
 from streaming.app import create_app
 from streaming.ice_servers import IceConfig, IceServer
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 from streaming.settings import ServiceSettings
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
 

@@ -15,7 +15,7 @@ import pytest
 
 from streaming.app import create_app
 from streaming.clients import Conversations, RateWindow, TooManyRequests
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
 
 pytestmark = pytest.mark.timeout(120)
@@ -104,8 +104,8 @@ async def test_a_chat_flood_leaves_a_live_session_at_full_frame_rate(monkeypatch
     """The real service in its own process (real bot, voice and avatar), a live session, and a flood of /chat
     from a third process. The flood's process runs at the lowest CPU priority: on this 2-core machine the
     attacker's CPU is ours too, which it would not be over a network."""
-    from streaming.child import service
-    from streaming.ice import loopback_only
+    from harness.service import service
+    from harness import loopback_only
 
     monkeypatch.setenv("AVATAR_CLIENT_LIMITS", "false")      # one address floods: the pools must hold, not 429
     monkeypatch.setenv("AVATAR_MAX_PENDING", "16")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import aioice.ice
 
-from streaming.ice import loopback_only
+from harness import loopback_only
 
 
 def test_loopback_switch_nests_in_any_order() -> None:

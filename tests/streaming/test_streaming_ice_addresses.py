@@ -5,8 +5,9 @@ import aioice.ice
 import pytest
 
 from streaming.app import create_app
-from streaming.ice import gather_only, ice_addresses, loopback_only
-from streaming.probe import AvatarProbe
+from harness import loopback_only
+from streaming.ice import gather_only, ice_addresses
+from harness.probe import AvatarProbe
 from streaming.settings import ServiceSettings
 from streaming_support import ToneEngine, ToneResponder, free_port, serve_in_thread
 

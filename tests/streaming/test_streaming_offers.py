@@ -15,7 +15,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from streaming.app import create_app
 from streaming.offers import check_offer
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
 
 pytestmark = pytest.mark.timeout(120)

@@ -15,7 +15,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from streaming.app import create_app
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,8 +102,8 @@ async def test_nine_squatters_on_eight_slots_do_not_lock_out_a_real_viewer() -> 
 
 VANISHING_PEER = """
 import asyncio, sys
-from streaming.ice import loopback_only
-from streaming.probe import AvatarProbe
+from harness import loopback_only
+from harness.probe import AvatarProbe
 
 async def main():
     probe = AvatarProbe(sys.argv[1])

@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

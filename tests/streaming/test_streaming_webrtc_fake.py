@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from streaming.probe import AvatarProbe
+from harness.probe import AvatarProbe
 from streaming_support import ToneEngine
 
 pytestmark = pytest.mark.timeout(90)

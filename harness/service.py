@@ -1,5 +1,5 @@
 """The real service in a child process on 127.0.0.1 (loopback ICE only), with its CPU time and its log: for
-benchmarks. The log goes to a file, never to a pipe nobody reads (a full pipe would stall the service)."""
+benchmarks and tests. The log goes to a file, never to a pipe nobody reads (a full pipe would stall the service)."""
 from __future__ import annotations
 
 import json
