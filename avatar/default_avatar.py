@@ -11,6 +11,7 @@ and a hash of this code. `python -m avatar.default_avatar` writes a contact shee
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -29,16 +30,22 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = "astronaut-v2"
 
 
-def _code_stamp() -> str:
-    """A short hash of the generator's code, so any change to it also invalidates the cache."""
+@functools.cache
+def clip_source() -> str:
+    """What the built-in clip says it is made from, with a short hash of the generator's code, so that any
+    change to the code also invalidates the cache. Computed on first use, not at import."""
     digest = hashlib.sha256()
     for module in (__file__, driving.__file__, Path(__file__).with_name("detect.py")):
         digest.update(Path(module).read_bytes())
-    return digest.hexdigest()[:12]
+    return (f"skimage.data.astronaut (NASA, public domain), warped by avatar.default_avatar "
+            f"{GENERATOR_VERSION} ({digest.hexdigest()[:12]})")
 
 
-SOURCE = (f"skimage.data.astronaut (NASA, public domain), warped by avatar.default_avatar "
-          f"{GENERATOR_VERSION} ({_code_stamp()})")
+def __getattr__(name: str) -> str:
+    """`SOURCE`, the same as clip_source(), read lazily (PEP 562)."""
+    if name == "SOURCE":
+        return clip_source()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "avatars"
 
 OPEN_GAP = 0.40                 # inner-lip gap at full opening, in inter-ocular distances (IOD)
@@ -444,7 +451,7 @@ def generate_default_clip(image: np.ndarray | None = None, specs: list[FrameSpec
             warped = piecewise_affine(image, src, dst, triangles)
         frames.append(paint_mouth_interior(warped, target_lm))
         landmarks.append(target_lm)
-    return DrivingClip.from_landmarks(np.stack(frames), np.stack(landmarks), source=SOURCE)
+    return DrivingClip.from_landmarks(np.stack(frames), np.stack(landmarks), source=clip_source())
 
 
 def load_default_clip(cache_dir: Path | None = None) -> DrivingClip:
@@ -453,7 +460,7 @@ def load_default_clip(cache_dir: Path | None = None) -> DrivingClip:
     if path.is_file():
         try:
             clip = DrivingClip.load(path)
-            if clip.source == SOURCE:
+            if clip.source == clip_source():
                 return clip
             log.info("default avatar cache %s is from another generator version; regenerating", path)
         except ClipError as exc:

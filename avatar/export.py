@@ -21,9 +21,8 @@ from avatar.mp4 import AI_NOTICE, add_h264, open_mp4
 from avatar.pipeline import Performer
 from avatar.provenance import ContentInfo, sign_file
 from avatar.render import I420Frames, to_i420
-from avatar.types import FPS, SAMPLE_RATE, Responder
+from avatar.types import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, Responder
 
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 
 
 @dataclass(frozen=True)

@@ -66,14 +66,6 @@ class IdentityFaceModel:
         return faces, np.broadcast_to(self.mask, faces.shape[:3])
 
 
-def blend(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, transform: np.ndarray,
-          roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """A copy of `frame` with `face` (aligned by `transform`) warped back and alpha-blended through `mask`."""
-    out = frame.copy()
-    blend_into(out, face, mask, transform, roi)
-    return out
-
-
 def blend_into(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, transform: np.ndarray,
                roi: tuple[int, int, int, int] | None = None) -> None:
     """In place: only the pixels the aligned face covers are touched (`roi`, computed when not given)."""

@@ -1,6 +1,6 @@
 """One turn of a conversation, from reply text to a playable utterance, and the avatar that plays it.
 
-`AvatarEngine` holds what every session shares (responder, voice, driving clip, renderer); each live session
+`AvatarEngine` holds what every session shares (voice, driving clip, face model, renderer); each live session
 or export gets its own `Performer`, whose motion planner keeps that session's head motion continuous.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ once at construction, so a frame costs two small warps, the face model and a ble
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -83,9 +83,6 @@ class Renderer:
             blend_into(out, faces[0], masks[0], transform, self._rois[index])
         self._draw_label(out)
         return out
-
-    def render_many(self, indices: Iterable[int]) -> list[np.ndarray]:
-        return [self.render(int(i)) for i in indices]
 
     def label_box(self) -> tuple[int, int, int, int] | None:
         """(x0, y0, x1, y1) of the label in the frame (bottom-left corner), or None without a label."""

@@ -13,6 +13,7 @@ import numpy as np
 FPS = 25                # video frame rate everywhere: live tracks and exported files
 BUILT_IN_NAME = "built-in avatar"    # the name of the avatar that ships with the project
 SAMPLE_RATE = 48_000    # PCM rate everywhere: what the voice produces, what WebRTC and AAC take
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS   # 1920 audio samples per video frame
 
 # The viseme set: the mouth shapes that the lip sync distinguishes.
 VISEMES = ("rest", "closed", "open", "rounded", "fv", "wide")

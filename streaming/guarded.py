@@ -15,7 +15,7 @@ import numpy as np
 from avatar.types import Utterance
 
 
-class Performer(Protocol):
+class PerformerLike(Protocol):
     """What a session needs from `avatar.pipeline.Performer`."""
 
     def prepare(self, text: str) -> Utterance: ...
@@ -33,13 +33,13 @@ class Engine(Protocol):
     def name(self) -> str: ...
     @property
     def consent(self) -> tuple[str, ...]: ...
-    def performer(self, seed: int = 0) -> Performer: ...
+    def performer(self, seed: int = 0) -> PerformerLike: ...
 
 
 class GuardedPerformer:
     """Thread-safe access to one performer's motion planner; rendering itself needs no lock."""
 
-    def __init__(self, performer: Performer) -> None:
+    def __init__(self, performer: PerformerLike) -> None:
         self._performer = performer
         self._lock = threading.Lock()
         self._interrupted = False

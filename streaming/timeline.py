@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatar.types import FPS, SAMPLE_RATE, Utterance
+from avatar.types import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, Utterance
 
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 1920 audio samples per video frame
 HOLD = -1   # frame_index(): keep the frame on screen (an utterance is placed but has not started yet)
 
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from avatar.align import align, align_transform, face_roi
-from avatar.face import FACE_SIZE, IdentityFaceModel, blend
+from avatar.face import FACE_SIZE, IdentityFaceModel, blend_into
+
+
+def blend(frame, face, mask, transform):
+    """A blended copy of `frame`, leaving `frame` as it was."""
+    out = frame.copy()
+    blend_into(out, face, mask, transform)
+    return out
 
 
 def _apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ def test_the_face_model_output_is_blended_in(default_clip):
 
 
 def test_render_many_and_frame_size(renderer, default_clip):
-    frames = renderer.render_many([0, 1, 2])
+    frames = [renderer.render(index) for index in (0, 1, 2)]
     assert len(frames) == 3 and renderer.frame_size == (512, 512)
     np.testing.assert_array_equal(frames[1], renderer.render(1))
     with pytest.raises(IndexError):
