@@ -11,4 +11,4 @@ run: setup
 
 test:
 	bash scripts/setup.sh --test
-	.venv/bin/python -m pytest -q tests
+	.venv/bin/python -m pytest -q --durations=30 tests
