@@ -23,9 +23,13 @@ let captionTimer = null;
 function setStatus(text) { statusLine.textContent = text; statusLine.hidden = text === ""; }
 
 // Which avatar speaks, beside the AI notice. Its name comes from a bundle a user made: text only, never markup.
-async function showAvatar() {
+async function showAvatar(attempt = 0) {
   try {
     const response = await fetch("/avatar");
+    if (response.status === 503 && attempt < 60) {   // the service is still loading: ask again shortly
+      setTimeout(() => showAvatar(attempt + 1), 2000);
+      return;
+    }
     if (!response.ok) throw new Error(response.statusText);
     const info = await response.json();
     avatarName.textContent = ` avatar: ${info.name}`;
