@@ -37,7 +37,6 @@ SEVERAL_PEOPLE_SHARE = 0.25    # subject frames with more than one face, of thos
 MIN_USABLE_SECONDS = 5.0       # the planner needs at least this much face to choose from
 CLOSED_MOUTH = 0.05            # mouth opening (0..1, see avatar.driving) at or below which the mouth is closed
 OPEN_MOUTH = 0.30              # ... at or above which it is open
-QUALITY_FRAMES = 150           # baked frames measured for the quality report (face detection and embedding each)
 DONE_FILE = "done.json"
 INPUTS_FILE = "build.json"
 
@@ -59,12 +58,13 @@ class BuildPreset:
     swap_iters: int | None    # None: the swap preset's length
     typical: dict[str, float] = field(default_factory=dict)
     typical_on: str = "2 CPU cores"
+    quality_frames: int = 150  # baked frames measured for the quality report (face detection and embedding each)
 
 
 PRESETS = {
     "smoke": BuildPreset("smoke", 64, 6, "smoke", 64, "smoke", 300,
                          {"check": 1, "prepare": 2, "gan": 0.5, "sample": 0.5, "swap": 0.5, "bake": 0.5,
-                          "quality": 0.5, "bundle": 0.2}),
+                          "quality": 0.5, "bundle": 0.2}, quality_frames=60),
     "cpu": BuildPreset("cpu", 64, 2, "cpu64", 1000, "cpu64", None,
                        {"check": 2, "prepare": 6, "gan": 65, "sample": 5, "swap": 120, "bake": 2, "quality": 1,
                         "bundle": 1}),
@@ -153,13 +153,13 @@ def _check_inputs(options: BuildOptions) -> None:
 def _sampled_frames(video: Path, count: int, wanted: Callable[[int], bool] = lambda i: True,
                     max_frames: int | None = None):
     """About `count` evenly spread frames (index, RGB) of a video among those `wanted`."""
-    from avatar.swap.data import read_frames
+    from avatar.swap.data import count_frames, read_some_frames
 
-    total = sum(1 for _ in read_frames(video, max_frames))          # a first pass counts: nothing is kept
+    total = count_frames(video, max_frames)                          # a first pass counts: nothing is converted
     indices = [i for i in range(total) if wanted(i)]
     picks = set(np.asarray(indices)[np.linspace(0, len(indices) - 1, min(count, len(indices))).round()
                                     .astype(int)].tolist()) if indices else set()
-    return [(i, frame) for i, frame in enumerate(read_frames(video, max_frames)) if i in picks]
+    return list(read_some_frames(video, picks, max_frames))
 
 
 def check_subject(videos: tuple[Path, ...]) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -484,15 +484,14 @@ def _baked(work: Path) -> dict[str, np.ndarray]:
 
 
 def _quality(options: BuildOptions, work: Path, checked: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """bench/swap_quality.py's figures on the first QUALITY_FRAMES baked frames, and a strip of them."""
-    from avatar.swap.data import read_frames
+    """bench/swap_quality.py's figures on the preset's first `quality_frames` baked frames, and a strip of them."""
+    from avatar.swap.data import read_some_frames
     from avatar.swap.quality import measure, strip
 
     baked = _baked(work)
-    window = np.arange(min(QUALITY_FRAMES, len(baked["indices"])))
+    window = np.arange(min(get_preset(options.preset).quality_frames, len(baked["indices"])))
     wanted = set(baked["indices"][window].tolist())
-    driving = [f for i, f in enumerate(read_frames(options.driving, int(baked["indices"][window[-1]]) + 1))
-               if i in wanted]
+    driving = [f for _, f in read_some_frames(options.driving, wanted, int(baked["indices"][window[-1]]) + 1)]
     frames = list(baked["frames"][window])
     figures = measure(frames, driving, baked["landmarks"][window], np.ones(len(window), bool),
                       np.asarray(checked["subject_embedding"]), np.asarray(checked["driver_embedding"]))

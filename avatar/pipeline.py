@@ -82,9 +82,8 @@ class AvatarEngine:
 
     @property
     def frame_size(self) -> tuple[int, int]:
-        """(width, height) of rendered frames."""
-        h, w = self.clip.frames.shape[1:3]
-        return w, h
+        """(width, height) of rendered frames: the renderer's."""
+        return self.renderer.frame_size
 
     def performer(self, seed: int = 0) -> "Performer":
         return Performer(self, seed)

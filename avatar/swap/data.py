@@ -125,6 +125,23 @@ class VideoScan:
 
 def read_frames(video: Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """RGB uint8 [H, W, 3] frames of a video, in order."""
+    for _, frame in _decoded(video, max_frames):
+        yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
+def read_some_frames(video: Path, wanted: set[int], max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) of the `wanted` frames only; the others are decoded but never converted."""
+    for index, frame in _decoded(video, max_frames):
+        if index in wanted:
+            yield index, np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
+def count_frames(video: Path, max_frames: int | None = None) -> int:
+    """How many frames decode (at most `max_frames`), without converting any."""
+    return sum(1 for _ in _decoded(video, max_frames))
+
+
+def _decoded(video: Path, max_frames: int | None) -> Iterator[tuple[int, av.VideoFrame]]:
     try:
         container = av.open(str(video))
     except (av.error.FFmpegError, OSError) as exc:
@@ -134,7 +151,7 @@ def read_frames(video: Path, max_frames: int | None = None) -> Iterator[np.ndarr
             for index, frame in enumerate(container.decode(video=0)):
                 if max_frames is not None and index >= max_frames:
                     return
-                yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                yield index, frame
         except av.error.FFmpegError as exc:
             raise SwapDataError(f"cannot decode video {video}: {exc}") from None
 
