@@ -6,8 +6,9 @@ the real face, is used. The teeth the photo shows are inpainted away first. Ever
 piecewise-affinely over a Delaunay mesh of the 68 landmarks plus rings of head points and fixed border
 points: lips, jaw and eyelids move to make mouth shapes and blinks, the whole head takes small shifts, tilts
 and turns. Open mouths get a painted dark interior with upper teeth; closed eyes get a lash line. Landmarks
-and descriptors of each frame are its warp targets. The clip is cached as an .npz keyed by GENERATOR_VERSION
-and a hash of this code. `python -m avatar.default_avatar` writes a contact sheet to var/default_clip_sheet.png.
+and descriptors of each frame are its warp targets (painting: avatar/face_paint.py; the warp: avatar/mesh_warp.py).
+The clip is cached as an .npz keyed by GENERATOR_VERSION and a hash of this code and the modules it uses.
+`python -m avatar.default_avatar` writes a contact sheet to var/default_clip_sheet.png.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tqdm import tqdm
 
 from avatar import driving
 from avatar.driving import ClipError, DrivingClip, eye_centres, inter_ocular
+from avatar.face_paint import draw_lashes, hide_eyes, hide_teeth, paint_mouth_interior
+from avatar.mesh_warp import border_points, piecewise_affine, signed_areas
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ def clip_source() -> str:
     """What the built-in clip says it is made from, with a short hash of the generator's code, so that any
     change to the code also invalidates the cache. Computed on first use, not at import."""
     digest = hashlib.sha256()
-    for module in (__file__, driving.__file__, Path(__file__).with_name("detect.py")):
+    for module in (__file__, driving.__file__, *(Path(__file__).with_name(name) for name in
+                                                    ("detect.py", "face_paint.py", "mesh_warp.py"))):
         digest.update(Path(module).read_bytes())
     return (f"skimage.data.astronaut (NASA, public domain), warped by avatar.default_avatar "
             f"{GENERATOR_VERSION} ({digest.hexdigest()[:12]})")
@@ -148,33 +152,6 @@ def _fix_upper_lip(lm: np.ndarray) -> np.ndarray:
     return lm
 
 
-def _hide_teeth(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """The photo with the teeth between the inner lips inpainted from the lips around them."""
-    mask = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(landmarks[60:68]).astype(np.int32)], 255)
-    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-    return cv2.inpaint(image, mask, 3, cv2.INPAINT_TELEA)
-
-
-def _hide_eyes(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """The photo with both eyeballs inpainted from the lids around them, for closed-eye frames."""
-    mask = np.zeros(image.shape[:2], np.uint8)
-    for eye in (landmarks[36:42], landmarks[42:48]):
-        cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 255)
-    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-    return cv2.inpaint(image, mask, 3, cv2.INPAINT_TELEA)
-
-
-def _draw_lashes(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Dark lash lines along closed lids."""
-    lines = np.zeros(image.shape[:2], np.float32)
-    for eye in (landmarks[36:42], landmarks[42:48]):
-        lid = _smooth_loop(eye, 36)[:19]                       # from the outer corner over the upper lid
-        cv2.polylines(lines, [np.round(lid * 8).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=3)
-    alpha = 0.6 * np.clip(cv2.GaussianBlur(lines, (0, 0), 0.6) * 1.6, 0, 1)[..., None]
-    return np.clip(image + (LASHES - image) * alpha, 0, 255).astype(np.uint8)
-
-
 def _closed_mouth(lm: np.ndarray) -> np.ndarray:
     """Local landmarks with the lips brought together (the photo smiles with its teeth showing)."""
     lm = lm.copy()
@@ -253,14 +230,6 @@ def _rings(frame: FaceFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
     return points[inside], weights[inside]
 
 
-def _border(size: int, per_side: int = 4) -> np.ndarray:
-    edge = np.linspace(0, size - 1, per_side + 1)[:-1]
-    last = float(size - 1)
-    return np.concatenate([np.stack([edge, np.zeros_like(edge)], 1), np.stack([np.full_like(edge, last), edge], 1),
-                           np.stack([last - edge, np.full_like(edge, last)], 1),
-                           np.stack([np.zeros_like(edge), last - edge], 1)])
-
-
 def _head_motion(points: np.ndarray, weights: np.ndarray, pose: HeadPose, centre: np.ndarray) -> np.ndarray:
     """Rotate about `centre` and shift, each point by its weight (1 moves with the head, 0 stays)."""
     angle = np.radians(pose.roll) * weights[:, None]
@@ -268,136 +237,6 @@ def _head_motion(points: np.ndarray, weights: np.ndarray, pose: HeadPose, centre
     cos, sin = np.cos(angle), np.sin(angle)
     rotated = np.concatenate([cos * rel[:, :1] - sin * rel[:, 1:], sin * rel[:, :1] + cos * rel[:, 1:]], 1)
     return centre + rotated + weights[:, None] * np.array([pose.dx, pose.dy])
-
-
-def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-
-
-def piecewise_affine(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Warp `image` so that each triangle of `src` points lands on the same triangle of `dst` points."""
-    h, w = image.shape[:2]
-    moved = np.any(np.abs(dst - src) > 1e-3, axis=1)
-    active = triangles[np.any(moved[triangles], axis=1)]          # the rest map each pixel to itself
-    if len(active) == 0:
-        return image.copy()
-    corners = np.concatenate([src[active].reshape(-1, 2), dst[active].reshape(-1, 2)])
-    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w - 1, h - 1])
-    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 1, [w, h])
-    ids = np.full((y1 - y0, x1 - x0), -1, np.int32)
-    for k, tri in enumerate(active):
-        cv2.fillConvexPoly(ids, np.round((dst[tri] - (x0, y0)) * 16).astype(np.int32), int(k), cv2.LINE_8, shift=4)
-    # Per triangle the affine map from target to source: [x y 1] @ M = source (x, y).
-    dst_h = np.concatenate([dst[active], np.ones((len(active), 3, 1))], axis=2)      # [T, 3, 3]
-    dst_h[np.abs(np.linalg.det(dst_h)) < 1e-9] = np.eye(3)                           # slivers cover no pixel
-    maps = np.linalg.solve(dst_h, src[active]).reshape(len(active), 6).astype(np.float32)
-    maps = np.concatenate([maps, np.array([[1, 0, 0, 1, 0, 0]], np.float32)])        # -1: identity
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    m = maps[ids]                                                                     # [h, w, 6]
-    map_x = xs * m[..., 0] + ys * m[..., 2] + m[..., 4]
-    map_y = xs * m[..., 1] + ys * m[..., 3] + m[..., 5]
-    out = image.copy()
-    out[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return out
-
-
-# --- the mouth interior -----------------------------------------------------------------------------------
-
-MOUTH_DARK = np.array([28, 8, 10], np.float32)       # RGB deep in the mouth
-MOUTH_EDGE = np.array([90, 38, 38], np.float32)      # RGB just inside the lips
-TEETH = np.array([240, 232, 216], np.float32)        # RGB of the teeth, lit
-LASHES = np.array([58, 40, 32], np.float32)          # RGB of a closed eye's lash line
-TONGUE = np.array([150, 62, 62], np.float32)         # RGB of the tongue
-TEETH_HEIGHT = (0.5, 0.12)                             # visible upper teeth: fraction of the gap, at most IOD x
-TOOTH_WIDTH = 0.13                                   # in IOD, for the faint gaps between teeth
-
-
-def _smooth_loop(points: np.ndarray, n: int = 64) -> np.ndarray:
-    """A closed Catmull-Rom curve through `points`, n samples."""
-    p = np.asarray(points, np.float64)
-    k = len(p)
-    t = np.linspace(0, k, n, endpoint=False)
-    i = np.floor(t).astype(int)
-    f = (t - i)[:, None]
-    p0, p1, p2, p3 = p[(i - 1) % k], p[i % k], p[(i + 1) % k], p[(i + 2) % k]
-    return 0.5 * (2 * p1 + (p2 - p0) * f + (2 * p0 - 5 * p1 + 4 * p2 - p3) * f**2 + (3 * p1 - p0 - 3 * p2 + p3) * f**3)
-
-
-def _soft_polygon(shape: tuple[int, int], polygon: np.ndarray, blur: float) -> np.ndarray:
-    mask = np.zeros(shape, np.float32)
-    cv2.fillPoly(mask, [np.round(polygon * 8).astype(np.int32)], 1.0, cv2.LINE_AA, shift=3)
-    return cv2.GaussianBlur(mask, (0, 0), blur) if blur > 0 else mask
-
-
-def _draw_lip_seam(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """A closed mouth: a soft dark line where the lips meet, darkest in the corners."""
-    seam = _smooth_loop(landmarks[60:68])[:33]
-    x0, y0 = np.floor(seam.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(seam.max(0)).astype(int) + 4
-    roi = image[y0:y1, x0:x1].astype(np.float32)
-    line = np.zeros(roi.shape[:2], np.float32)
-    cv2.polylines(line, [np.round((seam - (x0, y0)) * 8).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=3)
-    line = cv2.GaussianBlur(line, (0, 0), 0.6)
-    line = np.clip(line / max(line.max(), 1e-6), 0, 1)
-    xs = np.arange(roi.shape[1], dtype=np.float32)
-    mid, half = (seam[:, 0].min() + seam[:, 0].max()) / 2 - x0, np.ptp(seam[:, 0]) / 2
-    strength = 0.55 + 0.35 * np.clip(np.abs(xs - mid) / max(half, 1.0), 0, 1) ** 2
-    alpha = (line * strength)[..., None]
-    out = image.copy()
-    out[y0:y1, x0:x1] = np.clip(roi + (MOUTH_EDGE - roi) * alpha, 0, 255).astype(np.uint8)
-    return out
-
-
-def paint_mouth_interior(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Paint the inside of the inner-lip contour (60-67) dark, with upper (and when wide open, lower) teeth."""
-    iod = float(inter_ocular(landmarks))
-    inner = landmarks[60:68].astype(np.float64)
-    gap = float(np.mean(np.linalg.norm(inner[[1, 2, 3]] - inner[[7, 6, 5]], axis=1)))
-    if gap < 0.02 * iod:
-        return _draw_lip_seam(image, landmarks)
-    x0, y0 = np.floor(inner.min(0)).astype(int) - 4
-    x1, y1 = np.ceil(inner.max(0)).astype(int) + 5
-    x0, y0 = max(x0, 0), max(y0, 0)
-    roi = image[y0:y1, x0:x1].astype(np.float32)
-    loop = _smooth_loop(inner) - (x0, y0)
-    mouth = _soft_polygon(roi.shape[:2], loop, 0.6)
-
-    # Darker towards the middle of the opening.
-    centre = inner.mean(0) - (x0, y0)
-    ys, xs = np.mgrid[0:roi.shape[0], 0:roi.shape[1]].astype(np.float32)
-    half = np.maximum(np.ptp(inner, axis=0) / 2, 1.0)
-    r = np.clip(np.hypot((xs - centre[0]) / half[0], (ys - centre[1]) / half[1]), 0, 1)[..., None]
-    colour = MOUTH_DARK + (MOUTH_EDGE - MOUTH_DARK) * r**2
-    tongue_y = centre[1] + 0.75 * half[1]                      # the tongue: a soft red bulge at the bottom
-    tongue = np.exp(-(((xs - centre[0]) / (0.6 * half[0])) ** 2 + ((ys - tongue_y) / (0.45 * half[1])) ** 2))
-    colour = colour + (TONGUE - colour) * (0.6 * tongue[..., None])
-
-    # Teeth: the upper inner lip curve (60..64) moved down, closed back along itself; narrower than the mouth.
-    upper = _smooth_loop(inner)[:33] - (x0, y0)
-    upper = upper[upper[:, 0].argsort()]
-    teeth_h = min(TEETH_HEIGHT[0] * gap, TEETH_HEIGHT[1] * iod)
-    fit = np.polyval(np.polyfit(upper[:, 0], upper[:, 1], 2), upper[:, 0])      # a smooth biting edge
-    edge = np.stack([upper[:, 0], fit + teeth_h], axis=1)
-    teeth = np.concatenate([upper - (0, 2), edge[::-1]])
-    teeth_mask = _soft_polygon(roi.shape[:2], teeth, 0.5)
-    width = max(half[0], 1.0)
-    teeth_mask *= np.clip(1.2 - np.abs(xs - centre[0]) / width, 0, 1) ** 0.7    # fade towards the corners
-    below_lip = np.clip((ys - np.interp(xs, upper[:, 0], upper[:, 1])) / max(teeth_h, 1.0), 0, 1)
-    gaps = 1.0 - 0.04 * np.cos(np.pi * (xs - centre[0]) / (TOOTH_WIDTH * iod)) ** 8
-    shade = ((0.86 + 0.14 * below_lip**0.5) * gaps)[..., None]                   # shadow under the lip
-    colour = colour + (TEETH * shade - colour) * teeth_mask[..., None]
-    if gap > 0.22 * iod:                                        # wide open: a sliver of lower teeth
-        lower = _smooth_loop(inner)[32:] - (x0, y0)
-        lower = lower[lower[:, 0].argsort()]
-        low_h = 0.25 * teeth_h
-        lower_mask = _soft_polygon(roi.shape[:2], np.concatenate([lower, (lower - (0, low_h))[::-1]]), 0.5)
-        lower_mask *= np.clip(0.9 - np.abs(xs - centre[0]) / width, 0, 1) ** 0.7
-        colour = colour + (TEETH * 0.6 - colour) * (0.7 * lower_mask[..., None])
-
-    out = image.copy()
-    out[y0:y1, x0:x1] = np.clip(roi + (colour - roi) * mouth[..., None], 0, 255).astype(np.uint8)
-    return out
 
 
 # --- the generator ----------------------------------------------------------------------------------------
@@ -424,16 +263,16 @@ def generate_default_clip(image: np.ndarray | None = None, specs: list[FrameSpec
     source_lm = find_face(image)
     frame = FaceFrame.of(source_lm)
     rings, ring_weights = _rings(frame, size)
-    border = _border(size)
+    border = border_points(size)
     src = np.concatenate([source_lm, rings, border]).astype(np.float64)
     triangles = Delaunay(src).simplices
-    src_areas = _signed_areas(src, triangles)
+    src_areas = signed_areas(src, triangles)
     weights = np.concatenate([np.ones(68), ring_weights, np.zeros(len(border))])
     head_centre = frame.to_image(np.array([0.0, 0.6]))      # the head turns about the nose
 
     fixed_lm = frame.to_image(_fix_upper_lip(frame.to_local(source_lm)))
-    image = _hide_teeth(image, fixed_lm)
-    shut_image = _hide_eyes(image, fixed_lm)           # the source for closed eyes: eyeballs painted over
+    image = hide_teeth(image, fixed_lm)
+    shut_image = hide_eyes(image, fixed_lm)           # the source for closed eyes: eyeballs painted over
     closed = _closed_mouth(frame.to_local(fixed_lm))
     frames, landmarks = [], []
     for spec in tqdm(specs or frame_specs(), desc="default avatar", disable=not progress):
@@ -441,12 +280,12 @@ def generate_default_clip(image: np.ndarray | None = None, specs: list[FrameSpec
         local = _turn(_blink(_shape_mouth(closed, spec.opening, spec.shape), spec.eyes), pose)
         dst = np.concatenate([frame.to_image(local), rings, border])
         dst = _head_motion(dst, weights, pose, head_centre)
-        flipped = np.sign(_signed_areas(dst, triangles)) * np.sign(src_areas) < 0
-        if np.any(flipped & (np.abs(_signed_areas(dst, triangles)) > 1e-3)):
+        flipped = np.sign(signed_areas(dst, triangles)) * np.sign(src_areas) < 0
+        if np.any(flipped & (np.abs(signed_areas(dst, triangles)) > 1e-3)):
             raise ClipError(f"mesh folds over for {spec}; the generator's motions are too large")
         target_lm = dst[:68].astype(np.float32)
         if spec.eyes < 0.2:
-            warped = _draw_lashes(piecewise_affine(shut_image, src, dst, triangles), target_lm)
+            warped = draw_lashes(piecewise_affine(shut_image, src, dst, triangles), target_lm)
         else:
             warped = piecewise_affine(image, src, dst, triangles)
         frames.append(paint_mouth_interior(warped, target_lm))
