@@ -1,0 +1,41 @@
+"""`avatar build --preset`: what each stage runs with, and how long it typically takes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from avatar.build_check import BuildError
+
+
+@dataclass(frozen=True)
+class BuildPreset:
+    """What each stage runs with, and how long it typically takes (minutes, measured on the machine named)."""
+
+    name: str
+    face_size: int            # `synth prepare --size`
+    every: int                # `synth prepare --every`
+    gan: str                  # synth preset
+    faces: int                # `synth sample --n`
+    swap: str                 # swap preset
+    swap_iters: int | None    # None: the swap preset's length
+    typical: dict[str, float] = field(default_factory=dict)
+    typical_on: str = "2 CPU cores"
+    quality_frames: int = 150  # baked frames measured for the quality report (face detection and embedding each)
+
+
+PRESETS = {
+    "smoke": BuildPreset("smoke", 64, 6, "smoke", 64, "smoke", 300,
+                         {"check": 1, "prepare": 2, "gan": 0.5, "sample": 0.5, "swap": 0.5, "bake": 0.5,
+                          "quality": 0.5, "bundle": 0.2}, quality_frames=60),
+    "cpu": BuildPreset("cpu", 64, 2, "cpu64", 1000, "cpu64", None,
+                       {"check": 2, "prepare": 6, "gan": 65, "sample": 5, "swap": 120, "bake": 2, "quality": 1,
+                        "bundle": 1}),
+    "gpu": BuildPreset("gpu", 256, 1, "paper256", 1000, "gpu256", None,
+                       {"check": 2, "prepare": 15, "gan": 280, "sample": 3, "swap": 100, "bake": 2, "quality": 1,
+                        "bundle": 1}, typical_on="one H200 GPU (GAN and swap; the rest on its CPU)"),
+}
+
+
+def get_preset(name: str) -> BuildPreset:
+    if name not in PRESETS:
+        raise BuildError(f"unknown build preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
