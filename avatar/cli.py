@@ -126,6 +126,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.intact else 1
 
 
+def _add_build_parser(sub) -> None:
+    """`avatar build`'s options."""
+    p = sub.add_parser("build", help="make a custom avatar bundle from a consenting subject's footage, in one go")
+    p.add_argument("--subject", type=Path, nargs="+", required=True, metavar="SUBJECT_VIDEO",
+                   help="video(s) of the subject alone, the face whose avatar this is")
+    p.add_argument("--driving", type=Path, required=True, metavar="DRIVING_VIDEO",
+                   help="talking-head clip whose motion the avatar takes (30 s or more of natural speech)")
+    p.add_argument("--name", required=True, help="the avatar's name, shown on the page and in exports")
+    p.add_argument("--consent", type=Path, default=None, metavar="CONSENT_FILE",
+                   help="the subject's consent statement (text, PDF or recording); required")
+    p.add_argument("--subject-name", default=None, help="whose face it is (default: --name)")
+    p.add_argument("--driving-consent", type=Path, default=None, metavar="FILE",
+                   help="the driving person's consent; required unless the driving clip shows the subject")
+    p.add_argument("--driving-name", default=None, help="the driving person's name")
+    p.add_argument("--out", type=Path, required=True, metavar="AVATAR", help="bundle folder, or a .avatar file")
+    p.add_argument("--preset", default="cpu", help="smoke, cpu or gpu (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--faces", type=Path, default=None,
+                   help="use these faces of the subject (a FACES folder or an `avatar synth prepare` DATASET) "
+                        "instead of training a GAN")
+    p.add_argument("--gan", type=Path, default=None, metavar="RUN", help="sample this trained GAN run")
+    p.add_argument("--swap", type=Path, default=None, metavar="RUN", help="use this trained swap run")
+    p.add_argument("--work", type=Path, default=None, help="work folder (default: var/build/NAME)")
+    p.add_argument("--driving-frames", type=int, default=None, metavar="N", help="only the first N driving frames")
+    p.add_argument("--gan-kimg", type=float, default=None, help="GAN training length (default: the preset's)")
+    p.add_argument("--swap-iters", type=int, default=None, help="swap training length (default: the preset's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_build)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,32 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CA certificate (PEM) to trust (default: AVATAR_C2PA_CA, else the local CA under var/c2pa)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("build", help="make a custom avatar bundle from a consenting subject's footage, in one go")
-    p.add_argument("--subject", type=Path, nargs="+", required=True, metavar="SUBJECT_VIDEO",
-                   help="video(s) of the subject alone, the face whose avatar this is")
-    p.add_argument("--driving", type=Path, required=True, metavar="DRIVING_VIDEO",
-                   help="talking-head clip whose motion the avatar takes (30 s or more of natural speech)")
-    p.add_argument("--name", required=True, help="the avatar's name, shown on the page and in exports")
-    p.add_argument("--consent", type=Path, default=None, metavar="CONSENT_FILE",
-                   help="the subject's consent statement (text, PDF or recording); required")
-    p.add_argument("--subject-name", default=None, help="whose face it is (default: --name)")
-    p.add_argument("--driving-consent", type=Path, default=None, metavar="FILE",
-                   help="the driving person's consent; required unless the driving clip shows the subject")
-    p.add_argument("--driving-name", default=None, help="the driving person's name")
-    p.add_argument("--out", type=Path, required=True, metavar="AVATAR", help="bundle folder, or a .avatar file")
-    p.add_argument("--preset", default="cpu", help="smoke, cpu or gpu (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--faces", type=Path, default=None,
-                   help="use these faces of the subject (a FACES folder or an `avatar synth prepare` DATASET) "
-                        "instead of training a GAN")
-    p.add_argument("--gan", type=Path, default=None, metavar="RUN", help="sample this trained GAN run")
-    p.add_argument("--swap", type=Path, default=None, metavar="RUN", help="use this trained swap run")
-    p.add_argument("--work", type=Path, default=None, help="work folder (default: var/build/NAME)")
-    p.add_argument("--driving-frames", type=int, default=None, metavar="N", help="only the first N driving frames")
-    p.add_argument("--gan-kimg", type=float, default=None, help="GAN training length (default: the preset's)")
-    p.add_argument("--swap-iters", type=int, default=None, help="swap training length (default: the preset's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_build)
+    _add_build_parser(sub)
 
     p = sub.add_parser("inspect", help="what an avatar bundle is made of, whose consent it records; checks its hashes")
     p.add_argument("avatar", type=Path, metavar="AVATAR")
