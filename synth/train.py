@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import copy
 import ctypes
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,23 +30,20 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from avatar.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module, close_world,
-                                init_world, main_decides)
+                                init_world)
 from avatar.runs import (GRID_COLS, RunFolder, check_device, exclusive_run_folder, latest_checkpoint, list_checkpoints,
                          load_checkpoint, save_checkpoint)
 from synth.augment import diff_augment, parse_policy
-from synth.dataset import load_images
+from synth.batches import ImageSampler, TrainingError, load_training_images, to_float_batch
 from synth.networks import Discriminator, Generator, build_networks
 from synth.presets import Preset, get_preset, resolve_precision
+from synth.train_state import TickLog, crossed, out_of_time, rng_state, seed_all, set_rng_state
 
 GRID_ROWS = 4
 CHECKPOINT_VERSION = 1
 # losses.png: the losses, then the mean D logits, against kimg
 LOSS_PANELS = [[("loss_G", "G loss"), ("loss_D", "D loss"), ("r1", "R1 penalty")],
                [("real_score", "D(real)"), ("fake_score", "D(fake)")]]
-
-
-class TrainingError(ValueError):
-    """Bad training input: a dataset too small for the preset, a run folder in the wrong state, and the like."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -94,68 +90,6 @@ def lazy_adam(params, lr: float, betas: tuple[float, float], interval: int) -> t
     """Adam with lr and betas adjusted for a regulariser applied every `interval` steps (StyleGAN2, App. B)."""
     c = interval / (interval + 1)
     return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8, fused=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Data
-
-
-class ImageSampler:
-    """Endless shuffled minibatches over one process's shard; its whole state is the number of images taken.
-
-    Epoch e of rank r is a permutation drawn from seed (seed, r, e), so the batch at any position can be
-    recomputed after a resume.
-    """
-
-    def __init__(self, count: int, seed: int, rank: int = 0, world_size: int = 1, mirror: bool = False):
-        self.indices = np.arange(count)[rank::world_size]
-        if len(self.indices) == 0:
-            raise TrainingError(f"dataset of {count} images has none for process {rank} of {world_size}")
-        self.seed, self.rank, self.mirror = seed, rank, mirror
-        self.position = 0
-        self._epoch = -1
-        self._order = self._flips = np.zeros(0)
-
-    def _load_epoch(self, epoch: int) -> None:
-        rng = np.random.default_rng([self.seed, self.rank, epoch])
-        self._order = self.indices[rng.permutation(len(self.indices))]
-        self._flips = rng.random(len(self.indices)) < 0.5 if self.mirror else np.zeros(len(self.indices), bool)
-        self._epoch = epoch
-
-    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Dataset indices and horizontal-flip flags of the next `count` images."""
-        idx, flips = [], []
-        n = len(self.indices)
-        for k in range(self.position, self.position + count):
-            if k // n != self._epoch:
-                self._load_epoch(k // n)
-            idx.append(self._order[k % n])
-            flips.append(self._flips[k % n])
-        self.position += count
-        return np.array(idx), np.array(flips, bool)
-
-
-def load_training_images(dataset: Path, resolution: int) -> torch.Tensor:
-    """The dataset as uint8 NCHW [N, 3, R, R], area-downsampled when it was prepared at a larger size."""
-    images = torch.from_numpy(np.array(load_images(dataset))).permute(0, 3, 1, 2)  # [N, 3, S, S]
-    size = images.shape[-1]
-    if size < resolution or size % resolution:
-        raise TrainingError(f"dataset {dataset} has {size} px images; the preset needs {resolution} px "
-                            f"(or a multiple of it): prepare it with --size {resolution}")
-    if size != resolution:
-        chunks = [F.avg_pool2d(images[i: i + 256].float(), size // resolution).round().to(torch.uint8)
-                  for i in range(0, len(images), 256)]
-        images = torch.cat(chunks)
-    return images.contiguous()
-
-
-def to_float_batch(images: torch.Tensor, indices: np.ndarray, flips: np.ndarray, device: str) -> torch.Tensor:
-    """uint8 images at `indices` as float NCHW in [-1, 1], flipped where asked."""
-    x = images[torch.from_numpy(indices)].to(device).float() / 127.5 - 1      # [N, 3, R, R]
-    if flips.any():
-        f = torch.from_numpy(flips).to(device)
-        x[f] = x[f].flip(3)
-    return x
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -270,78 +204,7 @@ class GanTrainer:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# RNG state and log ticks
-
-
-def _rng_state(device: str) -> dict[str, Any]:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    # numpy's key array as a tensor: checkpoints are read with torch.load(weights_only=True), which refuses arrays
-    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if device.startswith("cuda"):
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: str) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and device.startswith("cuda"):
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-class TickLog:
-    """Averages step stats over one log tick into a log row (losses, mean D logits, img/s of training)."""
-
-    def __init__(self, nimg: int):
-        self.steps: list[StepStats] = []
-        self.t0, self.nimg0 = time.perf_counter(), nimg
-
-    def add(self, stats: StepStats) -> None:
-        self.steps.append(stats)
-
-    def pause(self, seconds: float) -> None:
-        """Leave `seconds` (snapshots) out of the img/s figure."""
-        self.t0 += seconds
-
-    def row(self, cur_nimg: int, step_index: int) -> dict[str, Any]:
-        def mean(xs: list[float]) -> float | None:
-            return float(np.mean(xs)) if xs else None
-
-        dt = time.perf_counter() - self.t0
-        row = {"kimg": cur_nimg / 1000, "nimg": cur_nimg, "step": step_index,
-               "loss_G": mean([s.loss_G for s in self.steps]), "loss_D": mean([s.loss_D for s in self.steps]),
-               "real_score": mean([s.real_score for s in self.steps]),
-               "fake_score": mean([s.fake_score for s in self.steps]),
-               "r1": mean([s.r1 for s in self.steps if s.r1 is not None]),
-               "img_per_s": (cur_nimg - self.nimg0) / max(dt, 1e-9), "sec_per_tick": dt}
-        self.steps, self.t0, self.nimg0 = [], time.perf_counter(), cur_nimg
-        return row
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # The run
-
-
-def _crossed(every_kimg: float, prev_nimg: int, cur_nimg: int) -> bool:
-    """Whether the step from prev_nimg to cur_nimg passed a multiple of `every_kimg`."""
-    every = round(every_kimg * 1000)
-    return every > 0 and cur_nimg // every > prev_nimg // every
-
-
-def _out_of_time(deadline: float | None, world: World) -> bool:
-    """Whether the wall-clock budget is spent; every process follows the main one's clock."""
-    if deadline is None:
-        return False
-    return main_decides(time.monotonic() >= deadline, world)
 
 
 def tune_cpu_process() -> None:
@@ -386,8 +249,8 @@ def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", res
                 close_world(world)
 
 
-def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, kimg: float | None,
-         minutes: float | None, channels_last: bool) -> Path:
+def _resume_state(out: Path, preset: Preset, resume: bool) -> tuple[dict[str, Any] | None, Preset]:
+    """The latest checkpoint's state when resuming (None for a fresh run) and the preset to train with."""
     existing = list_checkpoints(out)
     if existing and not resume:
         raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
@@ -397,6 +260,54 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
         if saved.name != preset.name:
             raise TrainingError(f"{out} was trained with preset {saved.name!r}, not {preset.name!r}")
         preset = saved                                    # the checkpoint's preset wins (nanoGPT style)
+    return state, preset
+
+
+class _Snapshots:
+    """Writes the EMA generator's sample grid and checkpoints (with every process's RNG state and sampler
+    position), all processes taking part."""
+
+    def __init__(self, trainer: GanTrainer, sampler: ImageSampler, folder: RunFolder, world: World, preset: Preset,
+                 total_kimg: float, out: Path, batch: int) -> None:
+        self.trainer, self.sampler, self.folder, self.world = trainer, sampler, folder, world
+        self.preset, self.total_kimg, self.out, self.batch = preset, total_kimg, out, batch
+        self.grid_z = torch.randn(GRID_COLS * GRID_ROWS, preset.z_dim,
+                                  generator=torch.Generator().manual_seed(preset.seed + 123)).to(world.device)
+
+    def __call__(self, checkpoint: bool, grid: bool) -> None:
+        trainer, world = self.trainer, self.world
+        rng = all_gather_objects(rng_state(world.device), world)
+        positions = all_gather_objects(self.sampler.position, world)
+        if world.is_main and grid:
+            with torch.no_grad():
+                fakes = torch.cat([trainer.G_ema(z, noise_mode="const") for z in self.grid_z.split(self.batch)])
+            self.folder.save_samples(fakes, trainer.cur_nimg)
+        if world.is_main and checkpoint:
+            save_checkpoint({**trainer.state_dict(), "preset": self.preset.to_dict(), "total_kimg": self.total_kimg,
+                             "world_size": world.size, "rng": rng, "sampler": positions,
+                             "version": CHECKPOINT_VERSION}, self.out, trainer.cur_nimg)
+        barrier(world)
+
+
+def _restore(state: dict[str, Any], trainer: GanTrainer, sampler: ImageSampler, world: World) -> None:
+    """A checkpoint's networks, optimisers and counters; its RNG streams and data position when the process
+    count is the same (bit-for-bit), else the same data with new streams."""
+    trainer.load_state_dict(state)
+    if state["world_size"] == world.size:
+        set_rng_state(state["rng"][world.rank], world.device)
+        sampler.position = state["sampler"][world.rank]
+    else:
+        sampler.position = trainer.cur_nimg // world.size
+
+
+def _progress_bar(total_kimg: float, cur_nimg: int, shown: bool) -> tqdm:
+    return tqdm(total=round(total_kimg, 3), initial=round(cur_nimg / 1000, 3), unit="kimg", disable=not shown,
+                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
+
+
+def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, kimg: float | None,
+         minutes: float | None, channels_last: bool) -> Path:
+    state, preset = _resume_state(out, preset, resume)
     total_kimg = kimg if kimg is not None else (state["total_kimg"] if state else preset.total_kimg)
     if preset.batch_size % world.size:
         raise TrainingError(f"batch size {preset.batch_size} does not split over {world.size} processes")
@@ -405,20 +316,13 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
     images = load_training_images(dataset, preset.resolution)
     if len(images) < world.size:
         raise TrainingError(f"dataset {dataset} holds {len(images)} images; need at least {world.size}")
-    _seed_all(preset.seed)                               # same initial networks in every process
+    seed_all(preset.seed)                               # same initial networks in every process
     trainer = GanTrainer(preset, world, channels_last=channels_last)
     sampler = ImageSampler(len(images), preset.seed, world.rank, world.size, preset.mirror)
-    _seed_all(preset.seed * 1009 + world.rank + 1)         # a different stream of z, noise, augment per process
-    grid_z = torch.randn(GRID_COLS * GRID_ROWS, preset.z_dim,
-                         generator=torch.Generator().manual_seed(preset.seed + 123)).to(world.device)
+    seed_all(preset.seed * 1009 + world.rank + 1)         # a different stream of z, noise, augment per process
 
     if state is not None:
-        trainer.load_state_dict(state)
-        if state["world_size"] == world.size:
-            _set_rng_state(state["rng"][world.rank], world.device)
-            sampler.position = state["sampler"][world.rank]
-        else:                                              # another process count: same data, new streams
-            sampler.position = trainer.cur_nimg // world.size
+        _restore(state, trainer, sampler, world)
     folder = RunFolder(out, x="kimg", panels=LOSS_PANELS, step="nimg", steps_per_x=1000)
     if world.is_main and state is None:
         options = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
@@ -429,25 +333,11 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
     elif world.is_main:
         folder.resume(trainer.cur_nimg, total_kimg=total_kimg)
     barrier(world)
-
-    def snapshot(checkpoint: bool, grid: bool) -> None:
-        rng = all_gather_objects(_rng_state(world.device), world)
-        positions = all_gather_objects(sampler.position, world)
-        if world.is_main and grid:
-            with torch.no_grad():
-                fakes = torch.cat([trainer.G_ema(z, noise_mode="const") for z in grid_z.split(batch)])
-            folder.save_samples(fakes, trainer.cur_nimg)
-        if world.is_main and checkpoint:
-            save_checkpoint({**trainer.state_dict(), "preset": preset.to_dict(), "total_kimg": total_kimg,
-                                  "world_size": world.size, "rng": rng, "sampler": positions,
-                                  "version": CHECKPOINT_VERSION}, out, trainer.cur_nimg)
-        barrier(world)
+    snapshot = _Snapshots(trainer, sampler, folder, world, preset, total_kimg, out, batch)
 
     total_nimg = round(total_kimg * 1000)
     tick = TickLog(trainer.cur_nimg)
-    bar = tqdm(total=round(total_kimg, 3), initial=round(trainer.cur_nimg / 1000, 3), unit="kimg",
-               disable=not world.is_main, dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
+    bar = _progress_bar(total_kimg, trainer.cur_nimg, world.is_main)
     last_checkpoint = trainer.cur_nimg if state is not None else -1
     deadline = None if minutes is None else time.monotonic() + minutes * 60
     final = trainer.cur_nimg >= total_nimg
@@ -455,16 +345,16 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
         prev = trainer.cur_nimg
         indices, flips = sampler.take(batch)
         tick.add(trainer.step(to_float_batch(images, indices, flips, world.device)))
-        cur, final = trainer.cur_nimg, trainer.cur_nimg >= total_nimg or _out_of_time(deadline, world)
+        cur, final = trainer.cur_nimg, trainer.cur_nimg >= total_nimg or out_of_time(deadline, world)
         bar.update((cur - prev) / 1000)
-        if _crossed(preset.log_kimg, prev, cur) or final:
+        if crossed(preset.log_kimg, prev, cur) or final:
             row = tick.row(cur, trainer.step_index)
             if world.is_main:
                 folder.append_log(row)
             bar.set_postfix_str(f"img/s {row['img_per_s']:.1f} G {row['loss_G']:.3f} D {row['loss_D']:.3f}"
                                 + (f" R1 {row['r1']:.4f}" if row["r1"] is not None else ""))
-        do_ckpt = _crossed(preset.checkpoint_kimg, prev, cur) or final
-        do_grid = _crossed(preset.sample_kimg, prev, cur) or final
+        do_ckpt = crossed(preset.checkpoint_kimg, prev, cur) or final
+        do_grid = crossed(preset.sample_kimg, prev, cur) or final
         if do_ckpt or do_grid:
             t0 = time.perf_counter()
             snapshot(do_ckpt, do_grid)
