@@ -247,19 +247,64 @@ def _batch_workers(world: World) -> int:
     return max(1, min(8, (os.cpu_count() or 1) // world.size - 1))
 
 
-def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None, world: World) -> Path:
-    out = Path(options.out)
+def _scan_once(video: Path, cache: Path, dst_frames: int | None, progress: bool, world: World):
+    """The driving video's face scan: the main process scans it once and caches it, the others then read it."""
+    if not world.is_main:
+        barrier(world)
+    scan = cached_scan(video, cache, dst_frames, progress)
+    if world.is_main:
+        barrier(world)
+    return scan
+
+
+def _open_folder(folder: RunFolder, resuming: bool, iteration: int, options: dict[str, Any]) -> None:
+    if resuming:
+        folder.resume(iteration, total_iters=options["total_iters"])
+    else:
+        folder.start(options)
+
+
+def _log_row(window: list[torch.Tensor], iteration: int, since: float, world: World, folder: RunFolder, bar) -> float:
+    """One log row: the window's losses averaged over its steps and all processes (a loss that is no longer
+    finite stops the run before it is checkpointed); returns when the row was made (the next window's start)."""
+    losses = average_values(torch.stack(window).mean(0), world).tolist()
+    if not all(np.isfinite(losses)):
+        raise SwapTrainingError(f"the loss became {losses} by iteration {iteration}; the run "
+                                "stops before checkpointing it: resume with a lower lr")
+    now = time.monotonic()
+    row = {"iter": iteration, **dict(zip(LOSS_KEYS, losses)), "it_per_s": round(len(window) / max(now - since, 1e-9), 3)}
+    if world.is_main:
+        folder.append_log(row)
+    bar.set_postfix(src=f"{row['loss_src']:.3f}", dst=f"{row['loss_dst']:.3f}")
+    return now
+
+
+def _preview(trainer: SwapTrainer, folder: RunFolder, src, dst, world: World) -> None:
+    if world.is_main:
+        folder.save_samples(trainer.preview(src, dst), trainer.iter)      # also brings losses.png up to date
+
+
+def _stopped(options: SwapTrainOptions, out: Path, iteration: int, path: Path | None) -> None:
+    """After Ctrl-C (checkpointed): say how to continue, and end as interrupted."""
+    print(f"\nstopped at iteration {iteration}; checkpoint {path}\n"
+          f"continue with: avatar swap train --src {options.src} --dst {options.dst} --out {out} --resume")
+    raise KeyboardInterrupt
+
+
+def _fit_world(preset: SwapPreset, world: World) -> None:
+    """The batch splits evenly over the processes; on a GPU, cuDNN picks its fastest kernels (fixed shapes)."""
     if preset.batch_size % world.size:
         raise SwapTrainingError(f"batch size {preset.batch_size} does not split over {world.size} processes")
     if world.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
+
+
+def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None, world: World) -> Path:
+    out = Path(options.out)
+    _fit_world(preset, world)
     dst_frames = state["run"]["dst_frames"] if state else options.dst_frames
     progress = options.progress and world.is_main
-    if not world.is_main:
-        barrier(world)                                  # the main process scans the video once and caches it
-    scan = cached_scan(options.dst, out / SCAN_FILE, dst_frames, progress)
-    if world.is_main:
-        barrier(world)
+    scan = _scan_once(options.dst, out / SCAN_FILE, dst_frames, progress, world)
     settings = _run_settings(options, preset, state, scan.digest)
     check_usable(scan, options.dst)
     src = load_faces(options.src, preset.resolution, progress)
@@ -272,52 +317,34 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
     if state is not None:
         trainer.load_state_dict(state)
         window = [torch.tensor([w[k] for k in LOSS_KEYS], device=world.device) for w in state.get("window", [])]
-    if world.is_main and state is not None:
-        folder.resume(trainer.iter, total_iters=total)
-    elif world.is_main:
-        folder.start({"preset": preset.to_dict(), "src": str(options.src), "dst": str(options.dst),
-                      "dst_frames": dst_frames, "total_iters": total, "device": world.device,
-                      "world_size": world.size, "src_faces": len(src), "dst_faces": len(dst),
-                      "dst_scan": scan.counts()})
+    if world.is_main:
+        _open_folder(folder, state is not None, trainer.iter, {
+            "preset": preset.to_dict(), "src": str(options.src), "dst": str(options.dst), "dst_frames": dst_frames,
+            "total_iters": total, "device": world.device, "world_size": world.size, "src_faces": len(src),
+            "dst_faces": len(dst), "dst_scan": scan.counts()})
 
-    def checkpoint() -> Path | None:
-        if not world.is_main:
-            return None
+    def checkpoint() -> Path | None:           # with the losses not logged yet, so that a resume logs them
         rows = [dict(zip(LOSS_KEYS, w.tolist())) for w in window]
-        return save_checkpoint({**trainer.state_dict(), "run": settings, "window": rows}, out, trainer.iter)
-
-    def preview() -> None:
-        if world.is_main:
-            folder.save_samples(trainer.preview(src, dst), trainer.iter)      # also brings losses.png up to date
+        return save_checkpoint({**trainer.state_dict(), "run": settings, "window": rows}, out, trainer.iter) \
+            if world.is_main else None
 
     per_process = preset.batch_size // world.size
     batches = Prefetcher(lambda k: sampler.batch(k, per_process), _batch_workers(world), depth=3)
     deadline = None if options.minutes is None else time.monotonic() + options.minutes * 60
     last_preview = tick = time.monotonic()
     bar = tqdm(total=total, initial=trainer.iter, desc=f"swap {preset.name}", unit="it", disable=not progress)
-    found = list_checkpoints(out)
-    path = found[-1] if found else None            # what a stop before the first new checkpoint returns
+    path = (list_checkpoints(out) or [None])[-1]   # what a stop before the first new checkpoint returns
     try:
         with _StopRequest() as stop:
             while trainer.iter < total:
                 window.append(trainer.step(*batches.get(trainer.iter)))
                 bar.update(1)
                 if trainer.iter % preset.log_every == 0 or trainer.iter == total:
-                    losses = average_values(torch.stack(window).mean(0), world).tolist()
-                    if not all(np.isfinite(losses)):
-                        raise SwapTrainingError(f"the loss became {losses} by iteration {trainer.iter}; the run "
-                                                "stops before checkpointing it: resume with a lower lr")
-                    now = time.monotonic()
-                    row = {"iter": trainer.iter, **dict(zip(LOSS_KEYS, losses)),
-                           "it_per_s": round(len(window) / max(now - tick, 1e-9), 3)}
-                    if world.is_main:
-                        folder.append_log(row)
-                    bar.set_postfix(src=f"{row['loss_src']:.3f}", dst=f"{row['loss_dst']:.3f}")
-                    window, tick = [], now
+                    window, tick = [], _log_row(window, trainer.iter, tick, world, folder, bar)
                 if trainer.iter % preset.checkpoint_every == 0:
                     path = checkpoint() or path
                     if time.monotonic() - last_preview >= preset.preview_minutes * 60:
-                        preview()
+                        _preview(trainer, folder, src, dst, world)
                         last_preview = time.monotonic()
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 if main_decides(stop.asked or out_of_time, world):
@@ -327,10 +354,8 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
         bar.close()
     if path is None or not path.name.endswith(f"{trainer.iter:09d}.pt"):
         path = checkpoint() or path
-    preview()
+    _preview(trainer, folder, src, dst, world)
     barrier(world)
     if stop.asked:
-        print(f"\nstopped at iteration {trainer.iter}; checkpoint {path}\n"
-              f"continue with: avatar swap train --src {options.src} --dst {options.dst} --out {out} --resume")
-        raise KeyboardInterrupt
+        _stopped(options, out, trainer.iter, path)
     return path or latest_checkpoint(out)
