@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from avatar.types import BUILT_IN_NAME, FPS, SAMPLE_RATE, AudioClip, Speech, Utterance
-from harness.service import free_port  # noqa: F401  (the tests' one way to pick a port)
+from harness.service import free_port, stop_process  # free_port: the tests' one way to pick a port
 from streaming.settings import ServiceSettings
 
 SIZE = 128
@@ -78,14 +78,15 @@ class ToneEngine:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, port: int, timeout: float = 120.0) -> Iterator[str]:
-    """Run `app` on 127.0.0.1:port until the block ends; yields its base URL."""
+def serve_in_thread(app: FastAPI, port: int, timeout: float = 120.0, ready: bool = True) -> Iterator[str]:
+    """Run `app` on 127.0.0.1:port until the block ends; yields its base URL once it listens and, with `ready`,
+    once the avatar and the bot are loaded."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}"
-    while not (server.started and _ready(url)):   # listening, and the avatar and the bot loaded
+    while not (server.started and (not ready or _ready(url))):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
@@ -130,12 +131,7 @@ def turn_server(log_path: Path, secret: str, port: int | None = None) -> Iterato
         time.sleep(0.5)
         yield f"turn:127.0.0.1:{port}?transport=udp"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 def loopback_settings(**overrides) -> ServiceSettings:

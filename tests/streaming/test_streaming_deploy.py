@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import threading
@@ -14,9 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import streaming.app
+from harness.probe import AvatarProbe
 from streaming.app import create_app
 from streaming.ice_servers import IceConfig, IceServer
-from harness.probe import AvatarProbe
 from streaming.settings import ServiceSettings
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
 
@@ -34,17 +35,6 @@ def value(values: dict, name: str, **labels: str) -> float:
 # --- readiness ---------------------------------------------------------------------------------------------
 
 
-def _wait_listening(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/health", timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise AssertionError("the server did not start listening")
-
-
 def test_ready_is_503_while_loading_and_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
 
@@ -54,14 +44,9 @@ def test_ready_is_503_while_loading_and_when_full(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(streaming.app, "build_responder", slow_bot)
     app = create_app(loopback_settings(max_sessions=1), engine=ToneEngine())
-    port = free_port()
-    import uvicorn
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_listening(url)
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(serve_in_thread(app, free_port(), ready=False))
+        stack.callback(release.set)               # first thing on the way out: let the loading thread end
         health, ready = httpx.get(f"{url}/health"), httpx.get(f"{url}/ready")
         assert health.status_code == 200 and health.json()["status"] == "starting", health.text
         assert ready.status_code == 503 and "loading" in ready.json()["detail"], ready.text
@@ -89,10 +74,6 @@ def test_ready_is_503_while_loading_and_when_full(monkeypatch: pytest.MonkeyPatc
 
         status, body = asyncio.run(one_session())
         assert status == 503 and "full" in body["detail"] and body["sessions"] == 1, body
-    finally:
-        release.set()
-        server.should_exit = True
-        thread.join(20)
 
 
 def test_a_failed_load_turns_health_and_ready_503(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,22 +84,12 @@ def test_a_failed_load_turns_health_and_ready_503(monkeypatch: pytest.MonkeyPatc
     app = create_app(loopback_settings(), engine=ToneEngine())
     stopped = threading.Event()
     app.state.startup.on_failure = stopped.set                   # `avatar serve` stops the server here
-    port = free_port()
-    import uvicorn
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_listening(url)
+    with serve_in_thread(app, free_port(), ready=False) as url:
         assert stopped.wait(30)
         health, ready = httpx.get(f"{url}/health"), httpx.get(f"{url}/ready")
         assert health.status_code == 503 and health.json()["status"] == "failed", health.text
         assert "faq.yml, line 3" in health.json()["detail"]
         assert ready.status_code == 503 and "faq.yml, line 3" in ready.json()["detail"]
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 # --- metrics -----------------------------------------------------------------------------------------------
