@@ -39,30 +39,37 @@ def cached_prepare(video: Path, name: str, options: PrepareOptions) -> PrepareRe
         return prepare([video], CACHE / name, options, show_progress=False)
 
 
-@pytest.fixture(scope="session")
-def subject_report() -> PrepareReport:
-    """subject_A prepared at 64 px on every 6th frame, cached in var/test-cache/synth."""
+def _prepared_name(stem: str, every: int) -> str:
+    return f"{stem}-64-every{every}"
+
+
+def _prepared(video: Path, stem: str, every: int) -> PrepareReport:
+    """`video` prepared at 64 px on every `every`th frame, cached in var/test-cache/synth."""
     from synth.prepare import PrepareOptions
 
-    return cached_prepare(SUBJECT, f"subject_A-64-every{SUBJECT_EVERY}", PrepareOptions(size=64, every=SUBJECT_EVERY))
+    return cached_prepare(video, _prepared_name(stem, every), PrepareOptions(size=64, every=every))
+
+
+@pytest.fixture(scope="session")
+def subject_report() -> PrepareReport:
+    """subject_A prepared at 64 px on every 6th frame."""
+    return _prepared(SUBJECT, "subject_A", SUBJECT_EVERY)
 
 
 @pytest.fixture(scope="session")
 def subject_dataset(subject_report: PrepareReport) -> Path:
-    return CACHE / f"subject_A-64-every{SUBJECT_EVERY}"
+    return CACHE / _prepared_name("subject_A", SUBJECT_EVERY)
 
 
 @pytest.fixture(scope="session")
 def multi_report() -> PrepareReport:
-    """The several-people stage clip prepared at 64 px on every 3rd frame, cached like subject_A."""
-    from synth.prepare import PrepareOptions
-
-    return cached_prepare(MULTI, f"multi_person-64-every{MULTI_EVERY}", PrepareOptions(size=64, every=MULTI_EVERY))
+    """The several-people stage clip prepared at 64 px on every 3rd frame."""
+    return _prepared(MULTI, "multi_person", MULTI_EVERY)
 
 
 @pytest.fixture(scope="session")
 def multi_dataset(multi_report: PrepareReport) -> Path:
-    return CACHE / f"multi_person-64-every{MULTI_EVERY}"
+    return CACHE / _prepared_name("multi_person", MULTI_EVERY)
 
 
 @pytest.fixture(scope="session")
