@@ -254,9 +254,10 @@ def _prepare(options: BuildOptions, preset: BuildPreset, dataset: Path) -> dict[
 
 def _train_gan(options: BuildOptions, preset: BuildPreset, device: str, dataset: Path, run: Path) -> dict[str, Any]:
     from avatar.runs import list_checkpoints
-    from synth.train import run_training
+    from synth.train import GanTrainOptions, run_training
 
-    run_training(dataset, preset.gan, run, device=device, resume=bool(list_checkpoints(run)), kimg=options.gan_kimg)
+    run_training(GanTrainOptions(dataset, preset.gan, run, device=device, resume=bool(list_checkpoints(run)),
+                                 kimg=options.gan_kimg))
     return {"run": str(run), "preset": preset.gan, "kimg": options.gan_kimg}
 
 

@@ -98,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(format_report(prepare([SUBJECT], dataset, PrepareOptions(size=64, every=args.every))))
     t1 = time.perf_counter()
-    from synth.train import run_training
+    from synth.train import GanTrainOptions, run_training
 
     if not args.reuse_run:
-        run_training(dataset, args.preset, run, device=args.device, kimg=args.kimg, minutes=args.minutes)
+        run_training(GanTrainOptions(dataset, args.preset, run, device=args.device, kimg=args.kimg,
+                                     minutes=args.minutes))
     kimg = kimg_reached(run)
     t2 = time.perf_counter()
     selection = sample_run(run, faces, SampleOptions(n=args.n, oversample=args.oversample, psi=args.psi),

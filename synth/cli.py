@@ -21,11 +21,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from avatar.runs import list_checkpoints
-    from synth.train import run_training
+    from synth.train import GanTrainOptions, run_training
 
     try:
-        run = run_training(args.dataset, args.preset, args.out, device=args.device, resume=args.resume,
-                           kimg=args.kimg, minutes=args.minutes)
+        run = run_training(GanTrainOptions(args.dataset, args.preset, args.out, device=args.device,
+                                           resume=args.resume, kimg=args.kimg, minutes=args.minutes))
     except KeyboardInterrupt:
         saved = list_checkpoints(Path(args.out))
         where = f"the last checkpoint is {saved[-1]}" if saved else "no checkpoint was written yet"

@@ -15,10 +15,10 @@ import os
 # Sleeping OpenMP waiters, for `python -m synth.train` and torchrun (why: avatar/cli.py, which sets it for `avatar`).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
 import contextlib
 import copy
 import ctypes
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,30 +220,42 @@ def tune_cpu_process() -> None:
     libc.mallopt(-1, 1 << 30)             # M_TRIM_THRESHOLD
 
 
-def run_training(dataset: Path, preset: str, out: Path, device: str = "cpu", resume: bool = False,
-                 kimg: float | None = None, *, minutes: float | None = None, channels_last: bool = False) -> Path:
-    """Train StyleGAN2 on an aligned-face dataset; returns the run folder `out` (see the module docstring).
+@dataclass(frozen=True)
+class GanTrainOptions:
+    """What `avatar synth train` (and `avatar build`'s gan stage) asks of a training run."""
 
-    `kimg` overrides the preset's length; `minutes` also stops the run (with a checkpoint and a grid) once that
-    much wall-clock time has passed, for fixed-budget runs.
-    """
-    dataset, out = Path(dataset), Path(out)
-    if kimg is not None and not kimg > 0:                 # "not >" also refuses NaN
-        raise TrainingError(f"--kimg must be a positive number, got {kimg}")
-    if minutes is not None and not minutes >= 0:          # 0: one step, then stop
-        raise TrainingError(f"--minutes must be zero or more, got {minutes}")
-    check_device(device)
-    settings = get_preset(preset)
+    dataset: Path                   # an aligned-face dataset (`avatar synth prepare`)
+    preset: str                     # synth/presets.py
+    out: Path                       # the run folder
+    device: str = "cpu"
+    resume: bool = False            # continue from the run folder's last checkpoint
+    kimg: float | None = None       # the run's length; None: the preset's (or the resumed run's)
+    minutes: float | None = None    # also stop, with a checkpoint and a grid, after this much wall-clock time
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", Path(self.dataset))
+        object.__setattr__(self, "out", Path(self.out))
+        if self.kimg is not None and not self.kimg > 0:           # "not >" also refuses NaN
+            raise TrainingError(f"--kimg must be a positive number, got {self.kimg}")
+        if self.minutes is not None and not self.minutes >= 0:    # 0: one step, then stop
+            raise TrainingError(f"--minutes must be zero or more, got {self.minutes}")
+
+
+def run_training(options: GanTrainOptions) -> Path:
+    """Train StyleGAN2 on an aligned-face dataset; returns the run folder (see the module docstring)."""
+    check_device(options.device)
+    settings = get_preset(options.preset)
     # Only the main process (torchrun's rank 0) writes the folder, so only it locks; should it fail, torchrun
     # stops the other ranks.
     main_process = int(os.environ.get("RANK", "0")) == 0
-    with exclusive_run_folder(out) if main_process else contextlib.nullcontext():
+    with exclusive_run_folder(options.out) if main_process else contextlib.nullcontext():
         created_group = not torch.distributed.is_initialized()
-        world = init_world(device)
+        world = init_world(options.device)
         if world.device == "cpu":
             tune_cpu_process()
         try:
-            return _run(dataset, settings, out, world, resume, kimg, minutes, channels_last)
+            return _run(options, settings, world)
         finally:
             if created_group:
                 close_world(world)
@@ -305,10 +317,10 @@ def _progress_bar(total_kimg: float, cur_nimg: int, shown: bool) -> tqdm:
                 dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
 
 
-def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, kimg: float | None,
-         minutes: float | None, channels_last: bool) -> Path:
-    state, preset = _resume_state(out, preset, resume)
-    total_kimg = kimg if kimg is not None else (state["total_kimg"] if state else preset.total_kimg)
+def _run(options: GanTrainOptions, preset: Preset, world: World) -> Path:
+    dataset, out, channels_last = options.dataset, options.out, options.channels_last
+    state, preset = _resume_state(out, preset, options.resume)
+    total_kimg = options.kimg if options.kimg is not None else (state["total_kimg"] if state else preset.total_kimg)
     if preset.batch_size % world.size:
         raise TrainingError(f"batch size {preset.batch_size} does not split over {world.size} processes")
     batch = preset.batch_size // world.size
@@ -325,11 +337,10 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
         _restore(state, trainer, sampler, world)
     folder = RunFolder(out, x="kimg", panels=LOSS_PANELS, step="nimg", steps_per_x=1000)
     if world.is_main and state is None:
-        options = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
-                   "device": world.device, "world_size": world.size, "channels_last": channels_last,
-                   "precision": trainer.precision,
-                   "images": len(images)}
-        folder.start(options, to_float_batch(images, np.arange(min(len(images), 32)), np.zeros(0, bool), "cpu"))
+        run_info = {"dataset": str(dataset), "preset": preset.to_dict(), "total_kimg": total_kimg,
+                    "device": world.device, "world_size": world.size, "channels_last": channels_last,
+                    "precision": trainer.precision, "images": len(images)}
+        folder.start(run_info, to_float_batch(images, np.arange(min(len(images), 32)), np.zeros(0, bool), "cpu"))
     elif world.is_main:
         folder.resume(trainer.cur_nimg, total_kimg=total_kimg)
     barrier(world)
@@ -339,7 +350,7 @@ def _run(dataset: Path, preset: Preset, out: Path, world: World, resume: bool, k
     tick = TickLog(trainer.cur_nimg)
     bar = _progress_bar(total_kimg, trainer.cur_nimg, world.is_main)
     last_checkpoint = trainer.cur_nimg if state is not None else -1
-    deadline = None if minutes is None else time.monotonic() + minutes * 60
+    deadline = None if options.minutes is None else time.monotonic() + options.minutes * 60
     final = trainer.cur_nimg >= total_nimg
     while not final:
         prev = trainer.cur_nimg
@@ -376,21 +387,12 @@ def load_generator(run_dir: Path, device: str = "cpu") -> tuple[Generator, Prese
     return G.to(device).eval().requires_grad_(False), preset
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m synth.train", description="Train StyleGAN2 on a face dataset.")
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--preset", default="cpu64")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--kimg", type=float, default=None, help="training length (default: the preset's)")
-    parser.add_argument("--minutes", type=float, default=None, help="stop after this much wall-clock time")
-    args = parser.parse_args(argv)
-    try:
-        run_training(args.dataset, args.preset, args.out, args.device, args.resume, args.kimg, minutes=args.minutes)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+def main(argv: list[str] | None = None) -> int:
+    """`python -m synth.train ...` (what torchrun launches) is `avatar synth train ...`: one parser."""
+    from avatar.cli import main as avatar_main
+
+    return avatar_main(["synth", "train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from avatar.runs import CheckpointError, RunFolderBusy, exclusive_run_folder, latest_checkpoint, load_checkpoint
 from synth.dataset import DatasetWriter
 from synth.presets import get_preset
-from synth.train import (GanTrainer, ImageSampler, TrainingError, discriminator_loss, ema_beta, load_generator,
-                         r1_penalty, run_training, update_ema)
+from synth.train import (GanTrainer, GanTrainOptions, ImageSampler, TrainingError, discriminator_loss, ema_beta,
+                         load_generator, r1_penalty, run_training, update_ema)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def test_sampler_is_reproducible_and_shards_by_rank():
 
 
 def test_smoke_run_writes_run_folder(dataset, tmp_path):
-    run = run_training(dataset, "smoke", tmp_path / "run")
+    run = run_training(GanTrainOptions(dataset, "smoke", tmp_path / "run"))
     assert (run / "options.json").is_file()
     options = json.loads((run / "options.json").read_text())
     assert options["preset"]["name"] == "smoke" and options["images"] == 16
@@ -143,9 +143,9 @@ def test_smoke_run_writes_run_folder(dataset, tmp_path):
     assert img.shape == (3, 3, 32, 32)
 
     with pytest.raises(TrainingError, match="--resume"):
-        run_training(dataset, "smoke", run)
+        run_training(GanTrainOptions(dataset, "smoke", run))
     with pytest.raises(TrainingError, match="preset"):
-        run_training(dataset, "cpu64", run, resume=True)
+        run_training(GanTrainOptions(dataset, "cpu64", run, resume=True))
 
 
 def test_bfloat16_steps_train_in_float32_with_bfloat16_convolutions(dataset):
@@ -174,7 +174,7 @@ def test_bfloat16_steps_train_in_float32_with_bfloat16_convolutions(dataset):
 
 
 def test_wall_clock_budget_stops_with_a_checkpoint(dataset, tmp_path):
-    run = run_training(dataset, "smoke", tmp_path / "run", minutes=0)
+    run = run_training(GanTrainOptions(dataset, "smoke", tmp_path / "run", minutes=0))
     state = load_checkpoint(latest_checkpoint(run))
     assert state["cur_nimg"] == 8                                     # one step, then out of time
     assert (run / "grids" / "grid-000000008.png").is_file()
@@ -183,17 +183,17 @@ def test_wall_clock_budget_stops_with_a_checkpoint(dataset, tmp_path):
 def test_bad_inputs_give_clear_errors(tmp_path):
     small = make_dataset(tmp_path / "small", count=4, size=16)
     with pytest.raises(TrainingError, match="--size 32"):
-        run_training(small, "smoke", tmp_path / "run")
+        run_training(GanTrainOptions(small, "smoke", tmp_path / "run"))
     with pytest.raises(CheckpointError, match="no checkpoints"):
         load_generator(tmp_path / "nothing")
     with pytest.raises(ValueError, match="unknown preset"):
-        run_training(small, "giant", tmp_path / "run2")
+        run_training(GanTrainOptions(small, "giant", tmp_path / "run2"))
     for bad in (-1.0, 0.0, float("nan")):
         with pytest.raises(TrainingError, match="--kimg must be a positive number"):
-            run_training(small, "smoke", tmp_path / "run3", kimg=bad)
+            run_training(GanTrainOptions(small, "smoke", tmp_path / "run3", kimg=bad))
     for bad in (-1.0, float("nan")):
         with pytest.raises(TrainingError, match="--minutes must be zero or more"):
-            run_training(small, "smoke", tmp_path / "run3", minutes=bad)
+            run_training(GanTrainOptions(small, "smoke", tmp_path / "run3", minutes=bad))
     assert not (tmp_path / "run3").exists()
 
 
@@ -221,11 +221,12 @@ def test_a_run_folder_in_use_is_refused(dataset, tmp_path):
     out = tmp_path / "run"
     with exclusive_run_folder(out):
         with pytest.raises(RunFolderBusy, match=f"in use by another training process \\(pid {os.getpid()}\\)"):
-            run_training(dataset, "smoke", out)
+            run_training(GanTrainOptions(dataset, "smoke", out))
     assert [p.name for p in out.iterdir()] == [".lock"]     # the holder's folder is left as it was
-    run_training(dataset, "smoke", out)                       # free again
+    run_training(GanTrainOptions(dataset, "smoke", out))                       # free again
     with pytest.raises(TrainingError):                       # refused before writing: no folder left behind
-        run_training(make_dataset(tmp_path / "small", count=4, size=16), "smoke", tmp_path / "refused")
+        run_training(GanTrainOptions(make_dataset(tmp_path / "small", count=4, size=16), "smoke",
+                                     tmp_path / "refused"))
     assert not (tmp_path / "refused").exists()
 
 
@@ -288,10 +289,10 @@ def _assert_same(a, b, where="state"):
 
 
 def test_resume_is_bit_for_bit(dataset, tmp_path):
-    straight = run_training(dataset, "smoke", tmp_path / "straight", kimg=0.064)
-    split = run_training(dataset, "smoke", tmp_path / "split", kimg=0.032)
+    straight = run_training(GanTrainOptions(dataset, "smoke", tmp_path / "straight", kimg=0.064))
+    split = run_training(GanTrainOptions(dataset, "smoke", tmp_path / "split", kimg=0.032))
     assert load_checkpoint(latest_checkpoint(split))["cur_nimg"] == 32
-    run_training(dataset, "smoke", split, resume=True, kimg=0.064)
+    run_training(GanTrainOptions(dataset, "smoke", split, resume=True, kimg=0.064))
     a, b = _final_state(straight), _final_state(split)
     assert a["cur_nimg"] == b["cur_nimg"] == 64
     for key in ("G", "D", "G_ema", "opt_G", "opt_D", "rng", "sampler", "step_index"):
@@ -305,13 +306,13 @@ def test_resume_is_bit_for_bit(dataset, tmp_path):
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(dataset, tmp_path):
-    straight = run_training(dataset, "smoke", tmp_path / "straight")
+    straight = run_training(GanTrainOptions(dataset, "smoke", tmp_path / "straight"))
     killed = tmp_path / "killed"
     shutil.copytree(straight, killed)
     # As if killed while writing the final checkpoint: the 64-image one is half-written, the log ran ahead.
     final = killed / "checkpoints" / "ckpt-000000064.pt"
     final.rename(final.with_name(final.name + ".tmp"))
-    run_training(dataset, "smoke", killed, resume=True)
+    run_training(GanTrainOptions(dataset, "smoke", killed, resume=True))
     _assert_same(_final_state(straight)["G_ema"], _final_state(killed)["G_ema"], "G_ema")
     _assert_same(_final_state(straight)["opt_D"], _final_state(killed)["opt_D"], "opt_D")
     nimgs = [json.loads(line)["nimg"] for line in (killed / "log.jsonl").read_text().splitlines()]
