@@ -10,6 +10,7 @@ again rather than send the idle one.
 """
 from __future__ import annotations
 
+import enum
 import math
 import threading
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ import numpy as np
 
 from avatar.types import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, Utterance
 
-HOLD = -1   # frame_index(): keep the frame on screen (an utterance is placed but has not started yet)
+class Hold(enum.Enum):
+    """frame_index()'s answer for "keep the frame on screen": an utterance is placed but has not started yet."""
+
+    HOLD = "hold"
+
+
+HOLD = Hold.HOLD
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ class Timeline:
     def placement(self) -> Placement | None:
         return self._placement
 
-    def frame_index(self, k: int) -> int | None:
+    def frame_index(self, k: int) -> int | Hold | None:
         """The driving frame for video frame `k`; None for an idle frame; HOLD just before an utterance.
 
         Holding matters because the motion planner has already planned the utterance from the frame on

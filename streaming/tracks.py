@@ -148,7 +148,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         index = self._timeline.frame_index(k)
         if index is None:
             index = self._performer.idle_index()
-        elif index == HOLD:
+        elif index is HOLD:
             index = self._performer.shown
         else:
             self._performer.show(index)
