@@ -54,7 +54,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     """The service; `engine` and `responder` are built in the lifespan unless passed in (tests pass them)."""
     settings = settings or ServiceSettings()
     ice = ice_addresses(settings.host, settings.ice_addresses, settings.ice_loopback_only)   # bad ones fail here
-    ice_config(settings)                                                                      # and here
+    servers = ice_config(settings)                                                            # and here
     metrics = ServiceMetrics()
 
     async def load(app: FastAPI) -> None:
@@ -62,7 +62,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
             built_engine, built_responder = await asyncio.gather(
                 asyncio.to_thread(build_engine, settings) if engine is None else _ready(engine),
                 asyncio.to_thread(build_responder, settings) if responder is None else _ready(responder))
-            app.state.services = Services.create(settings, built_engine, built_responder, metrics)
+            app.state.services = Services.create(settings, built_engine, built_responder, metrics, servers)
         except Exception as error:
             log.exception("the service could not load the avatar or the bot")
             app.state.startup.fail(error)

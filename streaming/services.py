@@ -39,7 +39,7 @@ class Services:
 
     @classmethod
     def create(cls, settings: ServiceSettings, engine: Engine, responder: Responder,
-               metrics: ServiceMetrics | None = None) -> Services:
+               metrics: ServiceMetrics | None = None, ice: IceConfig | None = None) -> Services:
         workers = Workers.create(settings.bot_workers, settings.speech_workers, settings.max_pending)
         end_session = getattr(responder, "end_session", None)  # the bot may forget a conversation
         forget = None if end_session is None else (lambda conversation: workers.bot.post(end_session, conversation))
@@ -61,7 +61,7 @@ class Services:
                                 enabled=settings.client_limits),
             conversations=Conversations(settings.max_conversations, forget),
             alerts=Alerts(settings.alert_webhook),
-            ice=ice_config(settings),
+            ice=ice or ice_config(settings),
             metrics=metrics,
         )
 
