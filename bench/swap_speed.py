@@ -17,10 +17,10 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
-import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from avatar.swap.merge import MergeOptions, merge_clip
 from avatar.swap.model import get_preset
 from avatar.swap.predictor import SwapFaceModel
 from avatar.swap.train import PairSampler, SwapTrainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.bench import report, training_bench_parser  # noqa: E402
 
 PROBE_N = 2048
 
@@ -101,22 +104,14 @@ def bench_preset(name: str, seconds: float, device: str, clip) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = training_bench_parser(__doc__, seconds=30.0)
     parser.add_argument("--presets", default="smoke,cpu64")
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clip = load_default_clip()
     results = [bench_preset(name, args.seconds, args.device, clip) for name in args.presets.split(",")]
-    for result in results:
-        print(json.dumps(result))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    report(results, args.json)
 
 
 if __name__ == "__main__":

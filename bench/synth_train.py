@@ -28,11 +28,11 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads libgomp; see avatar/cli.py
 
-import argparse
 import dataclasses
-import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -40,6 +40,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from synth.presets import get_preset
 from synth.train import GanTrainer, tune_cpu_process
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.bench import report, training_bench_parser  # noqa: E402
 
 PROBE_N = 2048
 
@@ -82,13 +85,10 @@ def kernel_time_split(trainer: GanTrainer, reals: torch.Tensor, steps: int) -> t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = training_bench_parser(__doc__, seconds=60.0)
     parser.add_argument("--preset", default="cpu64")
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="default: the preset's")
-    parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -140,10 +140,7 @@ def main() -> None:
         "kernel_gflop_s": round(kernel_flops_s / 1e9, 1),
         "kernel_fraction_of_peak": round(kernel_flops_s / statistics.median(peak_wall), 3),
     }
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-VIDEOS = REPO.parent / "shared" / "data" / "videos"
-SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
-DRIVING = VIDEOS / "driving_B_man_outdoor_35s.mp4"
-SYNTH_CACHE = REPO / "var" / "test-cache" / "synth"
+from footage import DRIVING, REPO, SUBJECT
+
 DRIVING_FRAMES = 180       # 6 s: above the 5 s of usable face a driving clip needs
 SWAP_ITERS = 600           # smoke iterations: a blurry face that the detector finds in every frame
 

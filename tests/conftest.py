@@ -1,33 +1,63 @@
-"""Fixtures shared across test folders: one custom avatar built from real footage with `avatar build`, once.
+"""Fixtures shared across test folders: the real footage prepared as GAN datasets (cached under var/test-cache),
+and one custom avatar built from real footage with `avatar build`, once.
 
 The build runs as a user runs it (a subprocess of `python -m avatar.cli build`), on subject_A's prepared faces
-(`--faces`, the dataset tests/synth caches) and the first 6 s of driving_B, with the `smoke` preset. It is
+(`--faces`, the cached dataset) and the first 6 s of driving_B, with the `smoke` preset. It is
 killed once during the swap stage and run again, so that the bundle every test uses is the product of a resumed
 build. Skips where ../shared/data is absent.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from build_support import DRIVING, REPO, SUBJECT, SYNTH_CACHE, VIDEOS, BuiltAvatar, build_command, consent_files
+from build_support import BuiltAvatar, build_command, consent_files
+from footage import CACHE, DRIVING, MULTI, MULTI_EVERY, REPO, SUBJECT, SUBJECT_EVERY, need
+
+if TYPE_CHECKING:        # imported lazily: most tests need none of it
+    from synth.prepare import PrepareReport
+
+
+def _cached_prepare(video: Path, name: str, every: int) -> tuple[PrepareReport, Path]:
+    """`video` prepared at 64 px on every `every`th frame into CACHE (idempotent and resumable, so a second run
+    finds it complete at once); a cache made with other options (an older default) is rebuilt."""
+    from synth.dataset import DatasetError
+    from synth.prepare import PrepareOptions, prepare
+
+    folder = CACHE / f"{name}-64-every{every}"
+    options = PrepareOptions(size=64, every=every)
+    try:
+        return prepare([need(video)], folder, options, show_progress=False), folder
+    except DatasetError as e:
+        if "other options" not in str(e):
+            raise
+        shutil.rmtree(folder)
+        return prepare([video], folder, options, show_progress=False), folder
 
 
 @pytest.fixture(scope="session")
-def subject_dataset() -> Path:
-    """subject_A prepared at 64 px on every 6th frame (cached under var/test-cache, shared with tests/synth)."""
-    if not (SUBJECT.exists() and DRIVING.exists()):
-        pytest.skip(f"real footage not available in {VIDEOS} (../shared/data is absent)")
-    from synth.prepare import PrepareOptions, prepare
+def subject_prepared() -> tuple[PrepareReport, Path]:
+    """subject_A prepared on every 6th frame: its report and its dataset folder."""
+    need(DRIVING)                                   # the tests that use it pair it with driving_B
+    return _cached_prepare(SUBJECT, "subject_A", SUBJECT_EVERY)
 
-    dataset = SYNTH_CACHE / "subject_A-64-every6"
-    prepare([SUBJECT], dataset, PrepareOptions(size=64, every=6), show_progress=False)
-    return dataset
+
+@pytest.fixture(scope="session")
+def subject_dataset(subject_prepared) -> Path:
+    return subject_prepared[1]
+
+
+@pytest.fixture(scope="session")
+def multi_prepared() -> tuple[PrepareReport, Path]:
+    """The several-people stage clip prepared on every 3rd frame: its report and its dataset folder."""
+    return _cached_prepare(MULTI, "multi_person", MULTI_EVERY)
 
 
 @pytest.fixture(scope="session")

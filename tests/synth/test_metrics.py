@@ -24,7 +24,7 @@ from synth.metrics.inception_score import NO_WEIGHTS, classifier_logits, incepti
 from synth.metrics.openface import pairwise_spread
 from synth.metrics.recognition import FaceScan, compare, reference_embedding
 
-from synth_footage import CACHE, STILLS, need
+from footage import CACHE, STILLS, need
 
 TABLE2_KEYS = ["is_mean", "is_var", "fid", "openface_mean", "openface_var", "fr_matching", "fr_not_matching",
                "fr_not_faces"]

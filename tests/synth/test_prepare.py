@@ -11,7 +11,7 @@ from synth.cli import main as synth_main
 from synth.dataset import load_images, load_metadata, read_info
 from synth.prepare import COUNT_KEYS, PrepareError, PrepareOptions, prepare
 
-from synth_footage import MULTI_EVERY, SUBJECT, SUBJECT_EVERY, need
+from footage import MULTI_EVERY, SUBJECT, SUBJECT_EVERY, need
 
 
 def _face_landmarks(eye_gap: float = 60.0, mouth_drop: float = 65.0) -> np.ndarray:
@@ -60,7 +60,8 @@ def test_align_face_crops_to_size_and_maps_landmarks():
     assert aligned.image[eye_row, 24:40].mean() > 200 > aligned.image[60:64].mean()
 
 
-def test_subject_a_gives_an_aligned_face_for_95_percent_of_frames(subject_report, subject_dataset):
+def test_subject_a_gives_an_aligned_face_for_95_percent_of_frames(subject_prepared):
+    subject_report, subject_dataset = subject_prepared
     counts = subject_report.counts
     assert counts["frames"] == len(range(0, 1819, SUBJECT_EVERY))     # every 6th frame of 1,819
     assert counts["kept"] >= 0.95 * counts["frames"]
@@ -73,9 +74,10 @@ def test_subject_a_gives_an_aligned_face_for_95_percent_of_frames(subject_report
     assert np.abs(eyes_y - 0.47 * 64).max() < 3                         # every face on the one template
 
 
-def test_stage_clip_with_several_people_is_counted_and_filtered(multi_report, multi_dataset):
+def test_stage_clip_with_several_people_is_counted_and_filtered(multi_prepared):
     """On this clip the HOG detector finds the performer and, late on, one audience member; the other audience
     faces are too dark and turned (even two upsample steps find two faces in only 2 of the 92 frames)."""
+    multi_report, multi_dataset = multi_prepared
     counts = multi_report.counts
     assert set(COUNT_KEYS) <= set(counts)
     assert counts["frames"] == len(range(0, 275, MULTI_EVERY))

@@ -13,7 +13,7 @@ from synth.dataset import load_images, load_metadata
 from synth.expression import expression_descriptor, farthest_point_sampling, monotone_subset, variety_descriptor
 from synth.metrics.recognition import reference_embedding
 from synth.sample import METADATA_FILE, SampleError, SampleOptions, image_grid, select_varied, write_faces
-from synth_footage import STILLS, need
+from footage import STILLS, need
 
 
 def _similarity(points, angle, scale, shift):

@@ -1,14 +1,15 @@
-"""Where the real footage is, and how synth tests use it (imported by name: pytest puts this folder on sys.path)."""
+"""Where the real footage is, and how the tests use it (imported by name: the root conftest puts tests/ on sys.path)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
 STILLS = REPO.parent / "shared" / "data" / "stills" / "face_recognition"
 SUBJECT = VIDEOS / "subject_A_man_indoor_60s.mp4"
+DRIVING = VIDEOS / "driving_B_man_outdoor_35s.mp4"
 MULTI = VIDEOS / "multi_person_stage_10s.mp4"
 CACHE = REPO / "var" / "test-cache" / "synth"     # prepared datasets reused across test runs (git-ignored)
 
