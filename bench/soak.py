@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
+from harness.metrics import by_session, metric_values  # noqa: E402
 from harness.service import ServiceProcess, service  # noqa: E402
 from harness import loopback_only  # noqa: E402
 from harness.probe import AvatarProbe  # noqa: E402
@@ -82,8 +83,6 @@ class Counts:
 
 async def watch_server(url: str, until: float, samples: dict[str, list[tuple[float, float]]]) -> None:
     """Every 0.25 s, each live session's frames sent as the service counts them (GET /metrics)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     async with httpx.AsyncClient(timeout=5) as http:
         while time.monotonic() < until:
             try:
@@ -91,10 +90,8 @@ async def watch_server(url: str, until: float, samples: dict[str, list[tuple[flo
             except httpx.HTTPError:
                 continue
             now = time.monotonic()
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == "avatar_session_frames_total":
-                        samples.setdefault(sample.labels["session"], []).append((now, sample.value))
+            for session, frames in by_session(metric_values(text), "avatar_session_frames_total").items():
+                samples.setdefault(session, []).append((now, frames))
             await asyncio.sleep(0.25)
 
 

@@ -183,7 +183,7 @@ def test_the_whole_chain_stops_at_a_gan_too_weak_for_the_identity_filter_and_say
     (That finished stages are kept on a rerun is shown by the killed build of the session's fixture.)"""
     if not (SUBJECT.exists() and DRIVING.exists()):
         pytest.skip("real footage not available (../shared/data is absent)")
-    subject = _short_video(SUBJECT, tmp_path / "subject_10s.mp4", 300)
+    subject = _short_video(SUBJECT, tmp_path / "subject_5s.mp4", 150)
     consent, driving_consent = consent_files(tmp_path / "consent")
     out, work = tmp_path / "avatar", tmp_path / "work"
     command = build_command(out, work, consent, driving_consent, subject=subject)

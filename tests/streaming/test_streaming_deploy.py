@@ -12,24 +12,14 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import streaming.app
+from harness.metrics import metric_values, value
 from harness.probe import AvatarProbe
 from streaming.app import create_app
 from streaming.ice_servers import IceConfig, IceServer
 from streaming.settings import ServiceSettings
 from streaming_support import ToneEngine, ToneResponder, free_port, loopback_settings, serve_in_thread
-
-
-def metric_values(text: str) -> dict[tuple[str, tuple], float]:
-    """{(sample name, sorted labels): value} of a Prometheus text page (parsing it: it must be valid)."""
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
-
-
-def value(values: dict, name: str, **labels: str) -> float:
-    return values.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 # --- readiness ---------------------------------------------------------------------------------------------

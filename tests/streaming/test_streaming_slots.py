@@ -134,10 +134,13 @@ async def test_a_vanished_peer_frees_its_slot_and_a_present_one_keeps_it() -> No
                 print(f"a vanished peer held its slot {took:.1f} s (bound {SILENCE_TIMEOUT} s)")
                 # the peer that is still there kept its session, longer than the silence bound, and streams
                 await asyncio.sleep(SILENCE_TIMEOUT + 1)
-                now = time.monotonic()   # the last second before the chat: its reply is synthesised in this process
+                # its frame rate over the last 3 s before the chat (whose reply is synthesised in this process):
+                # a dropped session has none and a starved one far fewer; one-second windows also count the
+                # test process's own stalls on these 2 cores
+                now = time.monotonic()
+                assert present.received.video_fps(now - 3.0, now) > 22
                 assert (await http.post("/chat", json={"text": "still here", "session_id": present.session_id})
                         ).status_code == 200
-                assert present.received.video_fps(now - 1.0, now) > 20
             finally:
                 child.kill()
                 child.wait(timeout=10)

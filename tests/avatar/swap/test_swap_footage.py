@@ -1,42 +1,26 @@
-"""The swap on real footage, as a user runs it: subject_A's faces as src, driving_B as dst (skips without it).
-
-300 smoke iterations (about 30 s) are enough for a blurry face that the detector finds in every frame; 20 are not.
+"""The swap on real footage, as a user runs it: `avatar swap apply` with the smoke swap that the session's
+`avatar build` trained (600 iterations, resumed after a kill) on subject_A's faces as src and the first 6 s of
+driving_B as dst (skips without the footage). A smoke swap gives a blurry face that the detector finds in every
+frame. (`avatar swap train` itself is run from the command line in test_swap_runs.py.)
 """
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 
-from build_support import DRIVING, REPO
+from footage import DRIVING, REPO
 
 FRAMES = 60                                        # the first 2 s of driving_B
 
 
-@pytest.fixture(scope="module")
-def subject_faces(subject_dataset, tmp_path_factory) -> Path:
-    """subject_A prepared at 64 px on every 6th frame (the session's cached dataset), written as a FACES folder."""
-    from synth.dataset import load_metadata
-    from synth.sample import export_real_faces
-
-    out = tmp_path_factory.mktemp("subject") / "faces"
-    export_real_faces(subject_dataset, np.arange(len(load_metadata(subject_dataset))), out)
-    return out
-
-
-def test_smoke_train_and_apply_on_real_footage(subject_faces, tmp_path):
+def test_smoke_train_and_apply_on_real_footage(built_avatar, tmp_path):
     from avatar.detect import find_faces
 
-    run, out = tmp_path / "run", tmp_path / "swapped.mp4"
+    run, out = built_avatar.work / "swap" / "run", tmp_path / "swapped.mp4"
     avatar = [sys.executable, "-m", "avatar.cli", "swap"]
-    train = subprocess.run(avatar + ["train", "--src", str(subject_faces), "--dst", str(DRIVING), "--out", str(run),
-                                     "--preset", "smoke", "--iters", "300", "--dst-frames", str(FRAMES)],
-                           capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert train.returncode == 0, train.stderr
     apply = subprocess.run(avatar + ["apply", str(run), "--video", str(DRIVING), "-o", str(out),
                                      "--frames", str(FRAMES)], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert apply.returncode == 0, apply.stderr
