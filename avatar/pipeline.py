@@ -5,6 +5,7 @@ or export gets its own `Performer`, whose motion planner keeps that session's he
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,8 @@ class Performer:
         self.planner = MotionPlanner(engine.clip, seed=seed)
 
     def prepare(self, text: str) -> Utterance:
-        """Synthesise `text` and plan one driving frame per video frame of its audio (CPU work: run off the loop)."""
+        """Synthesise `text` whole and plan one driving frame per video frame of its audio (CPU work: run off the
+        loop). The export's way; a live session speaks in pieces (`prepare_stream`)."""
         from avatar.visemes import mouth_targets
 
         speech = self.engine.voice.synthesize(text)
@@ -107,6 +109,13 @@ class Performer:
         targets = mouth_targets(speech, fps=FPS, n_frames=n_frames)
         indices = self.planner.speak(targets)
         return Utterance(speech=speech, mouth_targets=targets, frame_indices=np.asarray(indices, np.int64))
+
+    def prepare_stream(self, text: str) -> Iterator[tuple[Utterance, bool]]:
+        """`text` in pieces, each synthesised and planned as it is reached: (segment, more) in order (CPU work:
+        run off the loop). See avatar/speaking.py."""
+        from avatar.speaking import speak_in_segments
+
+        return speak_in_segments(self.engine.voice, self.planner, text)
 
     def idle(self, n: int) -> np.ndarray:
         """Driving frames for `n` listening frames."""

@@ -28,6 +28,8 @@ class Received:
     video_luma: list[float] = field(default_factory=list)             # mean brightness of each frame
     video_crops: list[np.ndarray] = field(default_factory=list)       # luma of the watched box, per frame
     audio: list[tuple[float, float]] = field(default_factory=list)    # (arrival time, RMS)
+    # every audio RTP packet as it reaches the socket, before aiortc's jitter buffer: (time, payload bytes)
+    audio_packets: list[tuple[float, int]] = field(default_factory=list)
     # video packets asked again (NACK) and pictures reported lost (PLI) by this client: (time, count or 1)
     nacks: list[tuple[float, int]] = field(default_factory=list)
     plis: list[float] = field(default_factory=list)
@@ -44,6 +46,15 @@ class Received:
     def first_loud_audio(self, since: float, threshold: float = SILENCE_RMS) -> float | None:
         """Arrival time of the first non-silent audio frame after `since`."""
         return next((t for t, rms in self.audio if t >= since and rms > threshold), None)
+
+    def first_speech_packet(self, since: float, quiet_for: float = 0.3) -> float | None:
+        """Arrival time of the first audio packet after `since` larger than any in the `quiet_for` seconds before
+        it (which must be silent): Opus codes silence in 3 bytes and speech in hundreds (this is before the
+        client's jitter buffer)."""
+        quiet = [size for t, size in self.audio_packets if since - quiet_for <= t < since]
+        if not quiet:
+            return None
+        return next((t for t, size in self.audio_packets if t >= since and size > max(quiet) + 8), None)
 
     def audio_rms(self, since: float, until: float) -> float:
         values = [rms for t, rms in self.audio if since <= t < until]
@@ -114,8 +125,22 @@ class AvatarProbe:
     def _on_track(self, track: MediaStreamTrack) -> None:
         consume = self._consume_video if track.kind == "video" else self._consume_audio
         self._tasks.append(asyncio.ensure_future(consume(track)))
+        receiver = next(r for r in self.pc.getReceivers() if r.track is track)
         if track.kind == "video":
-            self._watch_feedback(next(r for r in self.pc.getReceivers() if r.track is track))
+            self._watch_feedback(receiver)
+        else:
+            self._watch_packets(receiver)
+
+    def _watch_packets(self, receiver) -> None:
+        """Record when each audio RTP packet reaches this client, and its size, before the jitter buffer holds
+        it (aiortc's audio receiver releases a packet once 4 more have come: 80 ms of 20-ms packets)."""
+        handle = receiver._handle_rtp_packet
+
+        async def handle_rtp_packet(packet, arrival_time_ms: int) -> None:
+            self.received.audio_packets.append((time.monotonic(), len(packet.payload)))
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle_rtp_packet
 
     def _watch_feedback(self, receiver) -> None:
         """Record when this client's video receiver asks for lost packets (NACK) or a new picture (PLI):

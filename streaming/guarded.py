@@ -1,6 +1,6 @@
 """One session's performer behind a lock, so planning on a worker never races with idle frames.
 
-`prepare` (speech synthesis plus motion planning) holds the lock for its whole run; meanwhile the video
+`speak` (speech synthesis plus motion planning of a reply, piece by piece) holds the lock for its whole run; meanwhile the video
 keeps its pace by repeating the frame on screen instead of waiting: a short still moment while the avatar
 "thinks" rather than a stalled stream. A barge-in is only noted here and applied under the lock before the
 planner's next use, so it never blocks the event loop.
@@ -8,6 +8,7 @@ planner's next use, so it never blocks the event loop.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +19,7 @@ from avatar.types import Utterance
 class PerformerLike(Protocol):
     """What a session needs from `avatar.pipeline.Performer`."""
 
-    def prepare(self, text: str) -> Utterance: ...
+    def prepare_stream(self, text: str) -> Iterator[tuple[Utterance, bool]]: ...
     def idle(self, n: int) -> np.ndarray: ...
     def interrupt(self, current: int | None = None) -> None: ...
     def render(self, index: int) -> np.ndarray: ...
@@ -62,11 +63,14 @@ class GuardedPerformer:
             self._interrupted = False
             self._performer.interrupt(current=self._shown)
 
-    def prepare(self, text: str) -> Utterance:
-        """Blocking (synthesis and planning): call from a worker thread."""
+    def speak(self, text: str, accept: Callable[[Utterance, bool], bool]) -> None:
+        """Prepare `text` piece by piece, handing each segment to `accept(segment, more)` as soon as it is ready;
+        stops early when `accept` returns False (the turn is over). Blocking: call from a worker thread."""
         with self._lock:
             self._apply_interrupt()
-            return self._performer.prepare(text)
+            for segment, more in self._performer.prepare_stream(text):
+                if not accept(segment, more):
+                    return
 
     def idle_index(self) -> int:
         """The next idle driving frame, or the one on screen again while the planner is busy."""

@@ -1,7 +1,7 @@
 """One live viewer: a peer connection, its two tracks, its conversation and its barge-in rule.
 
 A message starts a turn: the bot's reply (bot pool), then speech synthesis and motion planning (speech
-pool), then the utterance is placed on the session's timeline. A new message interrupts the turn in
+pool), piece by piece, each piece placed on the session's timeline as soon as it is ready. A new message interrupts the turn in
 progress at once: queued audio and video are dropped and the avatar goes back to listening.
 A message is checked (size, UTF-8, emptiness, the client's rate) before it is echoed or answered.
 """
@@ -18,19 +18,24 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
-from avatar.types import SAMPLE_RATE, Responder
+from avatar.types import SAMPLE_RATE, Responder, Utterance
 from streaming.alerts import ESCALATIONS, Alerts, respond
 from streaming.clients import ClientLimits, TooManyRequests
 from streaming.guarded import Engine, GuardedPerformer
 from streaming.metrics import ServiceMetrics
 from streaming.peer import Refused, watch_peer
-from streaming.timeline import Timeline
+from streaming.timeline import Placement, Timeline
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, EncoderFrames, FrameLoad, SessionClock
 from streaming.workers import Busy, Workers
 
 log = logging.getLogger(__name__)
 
 CHAT_LABEL = "chat"   # the data channel the page sends its text on
+
+
+def _resolve(future: asyncio.Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class SessionLimitReached(RuntimeError):
@@ -129,7 +134,7 @@ class Session:
             if self.alerts is not None:
                 self.alerts.raise_alert(kind, text, reply, session_id=self.id)
         if turn == self._turn and not self.closed.is_set():
-            self._speaking = self._spawn(self._speak(reply, turn, arrived))
+            self._speaking = self._spawn(self._speak(reply, turn, arrived, time.monotonic()))
         return reply
 
     def _barge_in(self) -> int:
@@ -142,31 +147,61 @@ class Session:
             self.send_event(type="interrupted")
         return self._turn
 
-    async def _speak(self, text: str, turn: int, arrived: float) -> None:
-        """Synthesise and plan `text`, then place it on the timeline (the message that asked for it arrived at
-        `arrived`, time.monotonic())."""
+    async def _speak(self, text: str, turn: int, arrived: float, replied: float) -> None:
+        """Synthesise and plan `text` piece by piece on the speech pool, each piece placed on the timeline as soon
+        as it is ready: the first clause is on air while the rest is prepared. The message arrived at `arrived`
+        and its reply was ready at `replied` (time.monotonic()); the "speaking" event says where the time went."""
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[tuple[Placement, float]] = loop.create_future()
+        epoch = self.timeline.epoch
+        placement: Placement | None = None
+
+        def accept(segment: Utterance, more: bool) -> bool:           # on the speech worker
+            nonlocal placement
+            if placement is None:
+                placement = self.timeline.place(segment, more, epoch=epoch)
+                if placement is not None:
+                    loop.call_soon_threadsafe(_resolve, first, (placement, time.monotonic()))
+                return placement is not None
+            return self.timeline.extend(placement, segment, more) is not None
+
+        job = asyncio.ensure_future(self.workers.speech.run(self.performer.speak, text, accept))
         try:
-            utterance = await self.workers.speech.run(self.performer.prepare, text)
+            await asyncio.wait({job, first}, return_when=asyncio.FIRST_COMPLETED)
+            if first.done():
+                self._on_air(text, *first.result(), arrived, replied)
+            await job                                                   # the remaining pieces
+            if not first.done() and placement is not None:              # placed as the job ended: not told yet
+                first.cancel()
+                self._on_air(text, placement, time.monotonic(), arrived, replied)
         except Busy:
             self.send_event(type="error", message="busy, try again in a moment")
-            return
         except ValueError as error:           # e.g. a reply with nothing speakable in it
             self.send_event(type="error", message=f"could not speak the reply: {error}")
-            return
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
         except Exception:
             log.exception("session %s: speaking failed", self.id)
             self.send_event(type="error", message="sorry, the avatar could not speak that reply")
+        finally:
+            if placement is not None:
+                self.timeline.finish(placement)                         # no more pieces: hold no longer
+        if placement is None or turn != self._turn:
             return
-        if turn != self._turn:
-            return
-        placement = self.timeline.place(utterance)  # stays placed after its end: later frames are idle
-        if self.metrics is not None:
-            first_sample_due = self.clock.start() + placement.start_sample / SAMPLE_RATE
-            self.metrics.first_audio_seconds.observe(max(0.0, first_sample_due - arrived))
-        self.send_event(type="speaking", text=text, duration=round(utterance.speech.duration, 3))
         await self.clock.sleep_until(placement.end_time)
         if turn == self._turn:
-            self.send_event(type="done")
+            self.send_event(type="done", duration=round((placement.end_sample - placement.start_sample)
+                                                        / SAMPLE_RATE, 3))
+
+    def _on_air(self, text: str, placement: Placement, placed: float, arrived: float, replied: float) -> None:
+        """The reply's first piece is placed: tell the metrics and the client, with the time each stage took."""
+        first_sample_due = self.clock.start() + placement.start_sample / SAMPLE_RATE
+        if self.metrics is not None:
+            self.metrics.first_audio_seconds.observe(max(0.0, first_sample_due - arrived))
+        timing = {"bot": replied - arrived, "speech": placed - replied, "boundary": first_sample_due - placed}
+        self.send_event(type="speaking", text=text,
+                        timing_ms={stage: round(1000 * max(0.0, t), 1) for stage, t in timing.items()})
 
     # --- data channel -------------------------------------------------------------------------------
 

@@ -1,12 +1,14 @@
-"""What one session shows and says at each instant: idle, or an utterance placed on the session clock.
+"""What one session shows and says at each instant: idle, or a reply placed on the session clock.
 
-Both tracks read the same placement: video frame k plays the utterance's frame k - start_frame, audio sample n
-plays its sample n - start_frame * SAMPLES_PER_FRAME, so mouth and voice cannot drift apart. The video track
+A reply comes in segments (avatar/speaking.py: its first clause, then its sentences), placed as each is ready.
+Both tracks read the same placement: within a segment, video frame k plays its frame k - start_frame and
+audio sample n its sample n - start_frame * SAMPLES_PER_FRAME, so mouth and voice cannot drift apart; every
+segment but the last holds whole frames, so the next one starts on the frame (and sample) where it ends. The video track
 asks from a worker thread, the audio track and the session from the event loop, hence the lock.
 
-The video track decides each frame before it is due (and the next one while it waits). An utterance may start
+The video track decides each frame before it is due (and the next one while it waits). A segment may start
 on any frame not yet sent: placing it on a decided frame bumps `generation`, and the track decides that frame
-again rather than send the idle one.
+again rather than send the idle (or held) one.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ HOLD = Hold.HOLD
 
 
 @dataclass(frozen=True)
-class Placement:
-    """An utterance pinned to the session clock, starting on a video frame boundary."""
+class Segment:
+    """One piece of a reply pinned to the session clock, starting on a video frame boundary."""
 
     utterance: Utterance
     start_frame: int
@@ -47,14 +49,44 @@ class Placement:
     def end_sample(self) -> int:
         return self.start_sample + len(self.utterance.speech.audio.samples)
 
+
+class Placement:
+    """A reply on the session clock: its segments so far, in order, each starting where the one before it ends
+    (later only when it came too late for that). `more` while further segments are coming."""
+
+    def __init__(self, first: Segment, more: bool) -> None:
+        self.segments = [first]
+        self.more = more
+
+    @property
+    def utterance(self) -> Utterance:
+        return self.segments[0].utterance
+
+    @property
+    def start_frame(self) -> int:
+        return self.segments[0].start_frame
+
+    @property
+    def start_sample(self) -> int:
+        return self.segments[0].start_sample
+
+    @property
+    def end_frame(self) -> int:
+        return self.segments[-1].end_frame
+
+    @property
+    def end_sample(self) -> int:
+        return self.segments[-1].end_sample
+
     @property
     def end_time(self) -> float:
-        """Seconds after the session clock's t0 when both the last sample and the last frame have played."""
+        """Seconds after the session clock's t0 when both the last sample and the last frame placed so far have
+        played."""
         return max(self.end_sample / SAMPLE_RATE, self.end_frame / FPS)
 
 
 class Timeline:
-    """The schedule of one session: at most one placed utterance; everything else is idle and silence."""
+    """The schedule of one session: at most one placed reply; everything else is idle and silence."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -62,16 +94,42 @@ class Timeline:
         self._next_frame = 0     # first video frame whose content is not decided yet
         self._next_sent = 0      # first video frame not handed to the encoder yet
         self._next_sample = 0    # first audio sample not handed out yet
-        self.generation = 0      # bumped by clear() and place(): frames decided before it are stale
+        self.generation = 0      # bumped when a decided frame must be decided again: frames decided before are stale
+        self.epoch = 0           # bumped by clear(): a reply prepared before it is not placed
 
-    def place(self, utterance: Utterance) -> Placement:
-        """Start `utterance` at the first video frame boundary that neither track has sent yet."""
+    def _first_free_frame(self) -> int:   # caller holds the lock
+        return max(self._next_sent, math.ceil(self._next_sample / SAMPLES_PER_FRAME))
+
+    def _pin(self, utterance: Utterance, start: int) -> Segment:   # caller holds the lock
+        if start < self._next_frame:  # that frame was decided (idle or held) ahead of time: decide it again
+            self.generation += 1
+        return Segment(utterance, start)
+
+    def place(self, utterance: Utterance, more: bool = False, epoch: int | None = None) -> Placement | None:
+        """Start `utterance` (a reply's first segment; `more` when others will follow) at the first video frame
+        boundary that neither track has sent yet. None, and nothing placed, when `epoch` is given and a clear()
+        came since it was read."""
         with self._lock:
-            start = max(self._next_sent, math.ceil(self._next_sample / SAMPLES_PER_FRAME))
-            self._placement = Placement(utterance, start)
-            if start < self._next_frame:  # that frame was decided (idle) ahead of time: decide it again
-                self.generation += 1
+            if epoch is not None and epoch != self.epoch:
+                return None
+            self._placement = Placement(self._pin(utterance, self._first_free_frame()), more)
             return self._placement
+
+    def extend(self, placement: Placement, utterance: Utterance, more: bool = False) -> Segment | None:
+        """Append the reply's next segment where the last one ends (or at the first free frame, if that has gone
+        by). None, and nothing placed, when `placement` is no longer the current one (a barge-in came)."""
+        with self._lock:
+            if placement is not self._placement:
+                return None
+            segment = self._pin(utterance, max(placement.end_frame, self._first_free_frame()))
+            placement.segments.append(segment)
+            placement.more = more
+            return segment
+
+    def finish(self, placement: Placement) -> None:
+        """No more segments of `placement` will come (its last came, or preparing the rest failed)."""
+        with self._lock:
+            placement.more = False
 
     def sent(self, k: int) -> None:
         """The video track hands frame k to the encoder: it can no longer change."""
@@ -79,39 +137,43 @@ class Timeline:
             self._next_sent = max(self._next_sent, k + 1)
 
     def clear(self) -> None:
-        """Barge-in: drop the placed utterance; the next audio chunk and the next frame are idle."""
+        """Barge-in: drop the placed reply; the next audio chunk and the next frame are idle."""
         with self._lock:
             self._placement = None
             self.generation += 1
+            self.epoch += 1
 
     @property
     def placement(self) -> Placement | None:
         return self._placement
 
     def frame_index(self, k: int) -> int | Hold | None:
-        """The driving frame for video frame `k`; None for an idle frame; HOLD just before an utterance.
+        """The driving frame for video frame `k`; None for an idle frame; HOLD before the reply starts, and
+        between its segments while the next one is awaited.
 
-        Holding matters because the motion planner has already planned the utterance from the frame on
-        screen: idle frames asked for now would continue from the utterance's end instead.
+        Holding matters because the motion planner has already planned the reply from the frame on screen:
+        idle frames asked for now would continue from the reply's end instead.
         """
         with self._lock:
             self._next_frame = max(self._next_frame, k + 1)
             p = self._placement
-            if p is None or k >= p.end_frame:
+            if p is None or (k >= p.end_frame and not p.more):
                 return None
-            if k < p.start_frame:
-                return HOLD
-            return int(p.utterance.frame_indices[k - p.start_frame])
+            for segment in reversed(p.segments):
+                if segment.start_frame <= k < segment.end_frame:
+                    return int(segment.utterance.frame_indices[k - segment.start_frame])
+            return HOLD
 
     def audio(self, n: int, count: int) -> np.ndarray:
-        """Samples n .. n+count as int16: the utterance where it overlaps, silence elsewhere."""
+        """Samples n .. n+count as int16: the reply's segments where they overlap, silence elsewhere."""
         with self._lock:
             self._next_sample = max(self._next_sample, n + count)
             p = self._placement
+            segments = list(p.segments) if p is not None else []
         out = np.zeros(count, np.int16)
-        if p is not None:
-            samples = p.utterance.speech.audio.samples
-            lo, hi = max(n, p.start_sample), min(n + count, p.end_sample)
+        for segment in segments:
+            samples = segment.utterance.speech.audio.samples
+            lo, hi = max(n, segment.start_sample), min(n + count, segment.end_sample)
             if lo < hi:
-                out[lo - n:hi - n] = samples[lo - p.start_sample:hi - p.start_sample]
+                out[lo - n:hi - n] = samples[lo - segment.start_sample:hi - segment.start_sample]
         return out

@@ -118,6 +118,9 @@ async function connect() {
   avatar.stream = stream;
   video.srcObject = stream;
   pc.ontrack = (event) => {
+    // As little receive buffering as the network allows: the browser delays the audio to match the video, so
+    // both ask for it (a hint; the browser keeps what jitter it measures).
+    if ("jitterBufferTarget" in event.receiver) event.receiver.jitterBufferTarget = 0;
     stream.addTrack(event.track);
     play();
   };

@@ -9,27 +9,8 @@ import pytest
 
 from avatar.face import IdentityFaceModel
 from avatar.pipeline import AvatarEngine, check_avatar
-from avatar.types import FPS, SAMPLE_RATE, AudioClip, Phoneme, Speech
-
-
-class ScriptedVoice:
-    """A stand-in `Voice`: each word is "m" (lips closed) for `closed` s, then "a" (open) for `open_` s, as a
-    tone; what the real voice's phonemes would drive, with timings the test knows."""
-
-    def __init__(self, closed: float = 0.12, open_: float = 0.28) -> None:
-        self.closed, self.open_ = closed, open_
-        self.spoken: list[str] = []
-
-    def synthesize(self, text: str) -> Speech:
-        self.spoken.append(text)
-        phonemes, t = [], 0.0
-        for _ in text.split():
-            phonemes.append(Phoneme("m", t, t + self.closed, "closed"))
-            phonemes.append(Phoneme("a", t + self.closed, t + self.closed + self.open_, "open"))
-            t += self.closed + self.open_
-        n = int(round(t * SAMPLE_RATE))
-        samples = (3000 * np.sin(2 * np.pi * 220 * np.arange(n) / SAMPLE_RATE)).astype(np.int16)
-        return Speech(text=text, audio=AudioClip(samples), phonemes=tuple(phonemes))
+from avatar.types import FPS
+from scripted_voice import ScriptedVoice
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Runs inside a fresh network namespace: brings `lo` up, serves the app, drives Chromium, prints JSON.
 
 Usage: python browser_driver.py --page /|/kiosk --parts fake|real --out result.json [--notice-only]
-                                 [--turn [--client chromium|aiortc]]
+                                 [--turn [--client chromium|aiortc]] [--first-audio MESSAGES.json]
 Everything stays on loopback: the namespace has no other interface, the server offers 127.0.0.1 only and
 Chromium is allowed loopback candidates. With --turn, coturn runs on loopback too and both sides may only use
 its relay (ICE transport policy "relay"), with credentials the service mints from the shared secret.
@@ -83,6 +83,42 @@ ANALYSER_PEAK = """async (seconds) => {
   }
   context.close();
   return peak;
+}"""
+
+
+# In the page: per message, milliseconds from sending it on the chat channel to the first block of received
+# audio (a WebAudio analyser of 256 samples, polled every few ms) louder than `threshold` RMS; null if none
+# came before the reply's "done" event. The analyser hears what the page plays, after the jitter buffer.
+FIRST_AUDIO = """async ({messages, threshold}) => {
+  const context = new AudioContext();
+  await context.resume();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 256;
+  context.createMediaStreamSource(window.avatar.stream).connect(analyser);
+  const data = new Float32Array(analyser.fftSize);
+  const loud = () => {
+    analyser.getFloatTimeDomainData(data);
+    let sum = 0;
+    for (const x of data) sum += x * x;
+    return Math.sqrt(sum / data.length) > threshold;
+  };
+  const done = () => window.avatar.events.filter((e) => e.type === "done").length;
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const results = [];
+  for (const text of messages) {
+    const before = done();
+    const sent = performance.now();
+    window.avatar.channel.send(text);
+    let first = null;
+    while (done() === before && performance.now() - sent < 15000) {
+      if (first === null && loud()) first = performance.now() - sent;
+      await pause(2);
+    }
+    results.push(first);
+    await pause(500);
+  }
+  context.close();
+  return results;
 }"""
 
 
@@ -178,6 +214,22 @@ def drive(page_path: str, base_url: str, message: str, screenshot: Path | None =
     return result
 
 
+def first_audio(base_url: str, messages: list[str]) -> dict:
+    """The page, and per message the milliseconds until its reply is heard (FIRST_AUDIO)."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000)
+        page = browser.new_page()
+        page.goto(base_url + "/", timeout=30_000)
+        page.wait_for_function("window.avatar && window.avatar.channel && window.avatar.channel.readyState === 'open'",
+                               timeout=60_000)
+        page.wait_for_function("document.getElementById('avatar').readyState >= 2", timeout=30_000)
+        page.wait_for_timeout(2000)
+        result = {"first_audio_ms": page.evaluate(FIRST_AUDIO, {"messages": messages, "threshold": 0.01})}
+        result["speaking_events"] = page.evaluate("window.avatar.events.filter((e) => e.type === 'speaking')")
+        browser.close()
+    return result
+
+
 async def drive_aiortc(base_url: str, message: str) -> dict:
     """The aiortc client with the configuration the page would get (GET /ice): media, and the ICE it used."""
     probe = AvatarProbe(base_url, configuration=await ice_configuration(base_url))
@@ -213,6 +265,8 @@ def main() -> None:
     parser.add_argument("--notice-only", action="store_true", help="only read the AI notice, without talking")
     parser.add_argument("--turn", action="store_true", help="relay only, through coturn on loopback")
     parser.add_argument("--client", choices=("chromium", "aiortc"), default="chromium")
+    parser.add_argument("--first-audio", type=Path, metavar="MESSAGES_JSON",
+                        help="send these messages one by one and time each until its reply is heard")
     args = parser.parse_args()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     started = time.monotonic()
@@ -228,6 +282,8 @@ def main() -> None:
         result = {"startup_s": time.monotonic() - started}
         if args.notice_only:
             result.update(read_notice(args.page, url))
+        elif args.first_audio:
+            result.update(first_audio(url, json.loads(args.first_audio.read_text())))
         elif args.client == "aiortc":
             result.update(asyncio.run(drive_aiortc(url, args.message)))
         else:

@@ -25,7 +25,8 @@ SIZE = 128
 
 
 class ToneResponder:
-    """Replies "You said: <text>"; a blank message raises ValueError like the bot's InvalidMessage."""
+    """Replies "You said: <text>"; a blank message raises ValueError like the bot's InvalidMessage. A message
+    that begins with "slowly" takes half a second to answer, like a bot that thinks."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
@@ -34,23 +35,30 @@ class ToneResponder:
         if not text.strip():
             raise ValueError("The message is empty: please type something.")
         self.calls.append((text, session_id))
+        if text.startswith("slowly"):
+            time.sleep(0.5)
         return f"You said: {text}"
 
 
 class TonePerformer:
-    """Speaks a 440 Hz tone 0.8 s long; idle frames cycle through driving frames 0..9."""
+    """Speaks a 440 Hz tone 0.8 s long, in two segments; idle frames cycle through driving frames 0..9."""
 
     def __init__(self, seed: int = 0) -> None:
         self._idle = 0
         self.interrupts: list[int | None] = []   # the frame on screen at each barge-in
 
-    def prepare(self, text: str) -> Utterance:
-        n = int(0.8 * SAMPLE_RATE)
+    def prepare_stream(self, text: str) -> Iterator[tuple[Utterance, bool]]:
+        """Two segments: 0.4 s of tone on driving frames 100..109, then 0.4 s on 110..119."""
+        for k in range(2):
+            yield self.segment(first_frame=100 + 10 * k), k == 0
+
+    @staticmethod
+    def segment(first_frame: int = 100, seconds: float = 0.4) -> Utterance:
+        n = int(seconds * SAMPLE_RATE)
         tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(n) / SAMPLE_RATE)).astype(np.int16)
-        speech = Speech(text=text, audio=AudioClip(tone), phonemes=())
         n_frames = int(np.ceil(n / SAMPLE_RATE * FPS))
-        return Utterance(speech=speech, mouth_targets=np.zeros((n_frames, 3), np.float32),
-                         frame_indices=np.arange(100, 100 + n_frames, dtype=np.int64))
+        return Utterance(speech=Speech("tone", AudioClip(tone), ()), mouth_targets=np.zeros((n_frames, 3), np.float32),
+                         frame_indices=np.arange(first_frame, first_frame + n_frames, dtype=np.int64))
 
     def idle(self, n: int) -> np.ndarray:
         out = (self._idle + np.arange(n)) % 10

@@ -36,9 +36,9 @@ async def test_bundle_streams_at_25_fps_and_names_itself(bundle_server: str) -> 
         assert 20 <= probe.received.recent_fps(2.5) <= 30
         assert probe.received.video_sizes[-1] == (360, 360)              # the driving clip's frames
         sent = probe.say("What is AI?")
-        speaking = await probe.next_event("speaking")
-        assert speaking["duration"] > 2.0
-        await probe.next_event("done", timeout=60)
+        await probe.next_event("speaking")
+        done = await probe.next_event("done", timeout=60)
+        assert done["duration"] > 2.0
         assert probe.received.first_loud_audio(sent) is not None, "the reply was not heard"
         assert 20 <= probe.received.video_fps(sent, time.monotonic()) <= 30
     finally:

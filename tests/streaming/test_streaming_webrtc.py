@@ -34,12 +34,12 @@ async def test_client_sees_and_hears_the_answer(real_server: str, real_engine) -
 
         sent = probe.say("What is AI?")
         assert (await probe.next_event("reply"))["text"] == AI_ANSWER
-        speaking = await probe.next_event("speaking")
-        assert speaking["duration"] > 2.0
-        await probe.next_event("done", timeout=60)
+        await probe.next_event("speaking")
+        done = await probe.next_event("done", timeout=60)
+        assert done["duration"] > 2.0
         loud = probe.received.first_loud_audio(sent)
         assert loud is not None, "the reply was not heard"
-        assert probe.received.audio_rms(loud, loud + speaking["duration"]) > 500   # speech, not a click
+        assert probe.received.audio_rms(loud, loud + done["duration"]) > 500   # speech, not a click
         after = time.monotonic()
         assert 20 <= probe.received.video_fps(sent, after) <= 30        # the pace holds while speaking
 
@@ -47,7 +47,7 @@ async def test_client_sees_and_hears_the_answer(real_server: str, real_engine) -
         seen = probe.received
         times, crops = np.array(seen.video_times), np.array(seen.video_crops, np.float32)
         listening = (times > sent - 2.5) & (times < sent)
-        speaking_frames = (times >= loud) & (times < loud + speaking["duration"])
+        speaking_frames = (times >= loud) & (times < loud + done["duration"])
         rest = np.median(crops[listening], axis=0)
         change = np.abs(crops - rest).mean(axis=(1, 2))                 # per frame, mean |luma - rest|
         assert change[speaking_frames].mean() > 1.8 * change[listening].mean(), (

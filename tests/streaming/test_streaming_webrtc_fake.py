@@ -81,3 +81,36 @@ async def test_barge_in_cuts_the_old_reply(fake_server: str, fake_engine: ToneEn
         assert on_screen is not None and on_screen >= 100
     finally:
         await probe.close()
+
+
+async def test_a_barge_in_during_the_second_piece_stops_it_at_once(fake_server: str) -> None:
+    """The stand-in speaks two pieces (driving frames 100..109, then 110..119, drawn at grey 2 x index: luma 188 to
+    203, then 205 to 220 in video range). A message that arrives while the second piece is on screen stops it at
+    once: no later frame of it is shown (idle frames are dark) and the voice falls silent while the new reply is
+    thought about (0.5 s); the old reply never says "done"."""
+    probe = AvatarProbe(fake_server)
+    try:
+        await probe.connect()
+        await probe.wait_for_media()
+        probe.say("first message")
+        await probe.next_event("speaking")
+        seen = probe.received
+        deadline = time.monotonic() + 5
+        while not any(luma > 210 for luma in seen.video_luma[-3:]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)                            # until the second piece is on screen
+        assert any(luma > 210 for luma in seen.video_luma[-3:]), "the second piece never played"
+        probe.say("slowly, a second message")
+        interrupted = time.monotonic() + 0.15                    # frames already sent may still arrive until then
+        await probe.next_event("interrupted", timeout=5)
+        await probe.next_event("done", timeout=10)
+        frames = list(zip(seen.video_times, seen.video_luma))
+        on_screen = [luma for t, luma in frames if t <= interrupted][-1]
+        after = [luma for t, luma in frames if t > interrupted]
+        stopped = next(i for i, luma in enumerate(after) if luma < 100)        # idle again
+        assert stopped <= 3, after[:10]
+        assert all(luma <= on_screen + 1.5 for luma in after[:stopped]), (on_screen, after[:stopped])
+        assert seen.audio_rms(interrupted + 0.05, interrupted + 0.3) < 50     # and the voice stopped with it
+        kinds = [event["type"] for event in probe.log]
+        assert kinds.count("done") == 1 and kinds.count("speaking") == 2, kinds
+    finally:
+        await probe.close()
