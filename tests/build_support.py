@@ -1,6 +1,7 @@
 """Helpers for tests that run `avatar build` (imported by name: the root conftest puts tests/ on sys.path)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,15 @@ class BuiltAvatar:
     killed: subprocess.CompletedProcess         # the first run, killed in the swap stage
     finished: subprocess.CompletedProcess       # the same command again
     done_before_kill: dict[str, float]          # stage -> mtime of its done.json when the first run was killed
+
+
+def training_env(**extra: str) -> dict[str, str]:
+    """The environment of a test's subprocess that trains (a build, `avatar swap train`): the user's, plus
+    `extra`, with OpenMP threads that spin while they wait (OMP_WAIT_POLICY=ACTIVE, which the avatar command
+    leaves as it finds it). The product's default, PASSIVE, suits a CPU shared with other work; a test's smoke
+    training has the cores to itself, and its tiny steps took half the time with spinning threads (100 swap
+    steps: 9 s instead of 19 s)."""
+    return {**os.environ, "OMP_WAIT_POLICY": "ACTIVE", **extra}
 
 
 def build_command(out: Path, work: Path, consent: Path | None, driving_consent: Path | None, *extra: str,

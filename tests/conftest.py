@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from build_support import BuiltAvatar, build_command, consent_files
+from build_support import BuiltAvatar, build_command, consent_files, training_env
 from footage import CACHE, DRIVING, MULTI, MULTI_EVERY, REPO, SUBJECT, SUBJECT_EVERY, need
 
 if TYPE_CHECKING:        # imported lazily: most tests need none of it
@@ -56,7 +56,7 @@ def subject_dataset(subject_prepared) -> Path:
 
 @pytest.fixture(scope="session")
 def multi_prepared() -> tuple[PrepareReport, Path]:
-    """The several-people stage clip prepared on every 3rd frame: its report and its dataset folder."""
+    """The several-people stage clip prepared on every 6th frame: its report and its dataset folder."""
     return _cached_prepare(MULTI, "multi_person", MULTI_EVERY)
 
 
@@ -65,7 +65,7 @@ def built_avatar(subject_dataset, tmp_path_factory) -> BuiltAvatar:
     root = tmp_path_factory.mktemp("built")
     consent, driving_consent = consent_files(root / "consent")
     out, work, c2pa = root / "test_avatar.avatar", root / "work", root / "c2pa"
-    env = {**os.environ, "AVATAR_C2PA_DIR": str(c2pa)}
+    env = training_env(AVATAR_C2PA_DIR=str(c2pa))
     for name in ("AVATAR_C2PA_CERT", "AVATAR_C2PA_KEY", "AVATAR_C2PA_CA"):
         env.pop(name, None)
     command = build_command(out, work, consent, driving_consent, faces=subject_dataset)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_support import DRIVING, DRIVING_FRAMES, REPO, SUBJECT, build_command, consent_files, write_video
+from build_support import (DRIVING, DRIVING_FRAMES, REPO, SUBJECT, build_command, consent_files, training_env,
+                           write_video)
 
 PAPER_DIALOGUE = REPO / "assets" / "dialogues" / "paper.txt"
 
@@ -161,7 +162,7 @@ def test_bad_input_ends_with_a_clear_message_and_exit_2(case, subject_dataset, t
     out, work = tmp_path / "avatar", tmp_path / "work"
     result = subprocess.run(build_command(out, work, consent, driving_consent, subject=subject, driving=driving,
                                           faces=subject_dataset), cwd=REPO, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=600, env=training_env())
     assert result.returncode == 2, result.stdout + result.stderr
     expected = {"no consent": "--consent CONSENT_FILE is required", "driving without a face": "cannot drive an avatar",
                 "subject with two people": "more than one person",
@@ -187,7 +188,7 @@ def test_the_whole_chain_stops_at_a_gan_too_weak_for_the_identity_filter_and_say
     consent, driving_consent = consent_files(tmp_path / "consent")
     out, work = tmp_path / "avatar", tmp_path / "work"
     command = build_command(out, work, consent, driving_consent, subject=subject)
-    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=training_env())
     assert first.returncode == 2, first.stdout + first.stderr
     assert "not good enough yet" in first.stderr and "--faces" in first.stderr
     for k, stage in enumerate(("check", "prepare", "gan", "sample"), 1):
@@ -220,7 +221,7 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
     run = built_avatar.work / "swap" / "run"
     result = subprocess.run(build_command(out, work, consent, driving_consent, "--swap", str(run),
                                           "--driving-frames", "150", faces=subject_dataset), cwd=REPO, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "AVATAR_C2PA_DIR": str(built_avatar.c2pa)})
+                            timeout=600, env=training_env(AVATAR_C2PA_DIR=str(built_avatar.c2pa)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "in 4 stages: check, bake, quality, bundle" in result.stdout
     assert not (work / "swap").exists()

@@ -76,7 +76,7 @@ def test_subject_a_gives_an_aligned_face_for_95_percent_of_frames(subject_prepar
 
 def test_stage_clip_with_several_people_is_counted_and_filtered(multi_prepared):
     """On this clip the HOG detector finds the performer and, late on, one audience member; the other audience
-    faces are too dark and turned (even two upsample steps find two faces in only 2 of the 92 frames)."""
+    faces are too dark and turned (even two upsample steps found two faces in only 2 of 92 frames, every third one)."""
     multi_report, multi_dataset = multi_prepared
     counts = multi_report.counts
     assert set(COUNT_KEYS) <= set(counts)

@@ -19,6 +19,7 @@ from avatar.runs import RunFolderBusy, exclusive_run_folder, latest_checkpoint, 
 from avatar.swap.data import SwapDataError, load_faces
 from avatar.swap.train import SwapTrainingError, SwapTrainOptions, run_swap_training
 
+from build_support import training_env
 from swap_support import write_faces, write_video
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,7 +27,8 @@ AVATAR = [sys.executable, "-m", "avatar.cli"]
 
 
 def run_cli(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(AVATAR + [str(a) for a in args], capture_output=True, text=True, timeout=600, cwd=REPO)
+    return subprocess.run(AVATAR + [str(a) for a in args], capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env=training_env())
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -151,7 +153,7 @@ def test_ctrl_c_checkpoints_and_resume_matches_an_uninterrupted_run(avatar_faces
     args = ["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--preset", "smoke", "--iters", "40"]
     assert run_cli(args + ["--out", straight]).returncode == 0
     process = subprocess.Popen(AVATAR + [str(a) for a in args + ["--out", stopped]], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               env=training_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not list((stopped / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
         time.sleep(0.2)
