@@ -23,7 +23,7 @@ class BuildPreset:
 
 
 PRESETS = {
-    "smoke": BuildPreset("smoke", 64, 6, "smoke", 64, "smoke", 300,
+    "smoke": BuildPreset("smoke", 64, 6, "smoke", 16, "smoke", 300,
                          {"check": 1, "prepare": 2, "gan": 0.5, "sample": 0.5, "swap": 0.5, "bake": 0.5,
                           "quality": 0.5, "bundle": 0.2}, quality_frames=60),
     "cpu": BuildPreset("cpu", 64, 2, "cpu64", 1000, "cpu64", None,

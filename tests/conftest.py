@@ -56,7 +56,7 @@ def subject_dataset(subject_prepared) -> Path:
 
 @pytest.fixture(scope="session")
 def multi_prepared() -> tuple[PrepareReport, Path]:
-    """The several-people stage clip prepared on every 6th frame: its report and its dataset folder."""
+    """The several-people stage clip prepared on every 9th frame: its report and its dataset folder."""
     return _cached_prepare(MULTI, "multi_person", MULTI_EVERY)
 
 

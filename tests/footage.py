@@ -14,7 +14,7 @@ MULTI = VIDEOS / "multi_person_stage_10s.mp4"
 CACHE = REPO / "var" / "test-cache" / "synth"     # prepared datasets reused across test runs (git-ignored)
 
 SUBJECT_EVERY = 6      # subject_A is prepared on every 6th frame (304 of 1,819) to keep the suite short
-MULTI_EVERY = 6        # multi_person on every 6th frame (46 of 275)
+MULTI_EVERY = 9        # multi_person on every 9th frame (31 of 275)
 
 
 def need(path: Path) -> Path:

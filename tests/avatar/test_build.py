@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_support import (DRIVING, DRIVING_FRAMES, REPO, SUBJECT, build_command, consent_files, training_env,
-                           write_video)
+from build_support import (DRIVING, DRIVING_FRAMES, REPO, SUBJECT, SWAP_ITERS, build_command, consent_files,
+                           training_env, write_video)
 
 PAPER_DIALOGUE = REPO / "assets" / "dialogues" / "paper.txt"
 
@@ -32,7 +32,7 @@ def test_killed_build_continues_without_redoing_finished_stages(built_avatar):
     resumed = [row for row in log if row.get("event") == "resume"] or [row for row in log if "resumed" in row]
     iters = [row["iter"] for row in log if "iter" in row]
     assert iters == sorted(iters), "the swap's log goes on from its checkpoint, not from 0"
-    assert json.loads((work / "swap" / "done.json").read_text())["iters"] == 600
+    assert json.loads((work / "swap" / "done.json").read_text())["iters"] == SWAP_ITERS
     assert resumed or len(set(iters)) == len(iters)
     for stage in ("bake", "quality", "bundle"):
         assert (work / stage / "done.json").is_file()

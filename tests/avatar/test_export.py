@@ -108,7 +108,7 @@ def test_faces_found_and_mouth_moves_with_speech(exported, decoded):
     _, frames, _ = decoded
     speaking, pausing, missed, looked = [], [], 0, 0
     for cue in exported.cues:
-        for i in range(int(cue.start * FPS) + 2, int(cue.end * FPS) - 2, 4):
+        for i in range(int(cue.start * FPS) + 2, int(cue.end * FPS) - 2, 8):
             opening = _mouth_opening(frames[i])
             looked += 1
             if opening is None:
@@ -116,7 +116,7 @@ def test_faces_found_and_mouth_moves_with_speech(exported, decoded):
             else:
                 (speaking if cue.speaker == "Avatar" else pausing).append(opening)
     assert missed <= 0.05 * looked, f"no face in {missed} of {looked} sampled frames"
-    assert len(speaking) > 40 and len(pausing) > 10
+    assert len(speaking) > 20 and len(pausing) > 5
     assert np.mean(speaking) > np.mean(pausing) + 0.08, (np.mean(speaking), np.mean(pausing))
 
 

@@ -90,8 +90,7 @@ async def test_a_barge_in_during_the_second_piece_stops_it_at_once(fake_server: 
     thought about (0.5 s); the old reply never says "done"."""
     probe = AvatarProbe(fake_server)
     try:
-        await probe.connect()
-        await probe.wait_for_media()
+        await probe.start()
         probe.say("first message")
         await probe.next_event("speaking")
         seen = probe.received
