@@ -3,7 +3,8 @@
 Runs the real service in a child process (its CPU time read from /proc) and N aiortc clients here, for
 N = 1, 2, ... until the slowest session falls below 24 fps or --max is reached. The clients talk now and
 then so both idle and speaking frames are measured. The clients decode every frame on the same machine,
-so their CPU is reported too.
+so their CPU is reported too. Where the server's time goes comes from its own /metrics: the seconds spent
+rendering (and converting) video frames, in the VP8 encoder and in the Opus encoder, per session and second.
 Usage: .venv/bin/python bench/sessions.py [--max 6] [--seconds 10] [--avatar default|BUNDLE]
 """
 from __future__ import annotations
@@ -15,13 +16,24 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.metrics import metric_values, value  # noqa: E402
 from harness.service import ServiceProcess, service  # noqa: E402
 from harness import loopback_only  # noqa: E402
 from harness.probe import AvatarProbe  # noqa: E402
 
 HOLD_FPS = 24.0
+STAGES = ("render", "encode_video", "encode_audio")
+
+
+async def stage_seconds(url: str) -> dict[str, float]:
+    """The service's total seconds per media stage so far (the avatar_frame_seconds histogram's sums)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        values = metric_values((await http.get(f"{url}/metrics")).text)
+    return {stage: value(values, "avatar_frame_seconds_sum", stage=stage) for stage in STAGES}
 
 
 async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
@@ -31,15 +43,18 @@ async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
             await probe.connect()
             await probe.wait_for_media()
         await asyncio.sleep(2.0)                                     # warm-up
+        stages0 = await stage_seconds(svc.url)
         start, cpu0, own0 = time.monotonic(), svc.cpu_seconds(), time.process_time()
         for i, probe in enumerate(probes):                           # staggered speech during the window
             asyncio.get_running_loop().call_later(0.5 + i * 0.7, probe.say, "What is AI?")
         await asyncio.sleep(seconds)
         end, cpu1, own1 = time.monotonic(), svc.cpu_seconds(), time.process_time()
+        stages1 = await stage_seconds(svc.url)
         fps = [p.received.video_fps(start, end) for p in probes]
         size = probes[0].received.video_sizes[-1]
         return {"n": n, "fps": fps, "server_cpu": (cpu1 - cpu0) / (end - start),
                 "client_cpu": (own1 - own0) / (end - start), "size": size,
+                "stages": {k: (stages1[k] - stages0[k]) / (end - start) for k in STAGES},
                 "ids": {probe.session_id for probe in probes}}
     finally:
         for probe in probes:
@@ -68,8 +83,9 @@ async def sweep(svc: ServiceProcess, max_n: int, seconds: float) -> list[dict]:
         print(f"  {n} session(s) at {result['size'][0]}x{result['size'][1]}: fps min {min(fps):5.1f} "
               f"mean {sum(fps) / n:5.1f} | server CPU {result['server_cpu'] * 100:5.1f}% of one core "
               f"({result['server_cpu'] * 100 / n:5.1f}% per session) | clients' CPU {result['client_cpu'] * 100:5.1f}% | "
-              f"frames handed over late {result['late']:6.1%}",
-              flush=True)
+              f"frames handed over late {result['late']:6.1%}", flush=True)
+        print("      server time per session (% of one core): " + ", ".join(
+            f"{stage} {seconds * 100 / n:4.1f}%" for stage, seconds in result["stages"].items()), flush=True)
         if min(fps) < HOLD_FPS:
             break
         await asyncio.sleep(2.0)
