@@ -65,16 +65,16 @@ async def measure(url: str, n: int) -> dict[str, list[float]]:
             await probe.next_event("done", timeout=60)
             packet = probe.received.first_speech_packet(sent)
             audible = probe.received.first_loud_audio(sent)
-            if packet is None or audible is None:
-                continue
-            server = speaking["timing_ms"]
-            stages = [server["bot"] / 1000, server["speech"] / 1000, server["boundary"] / 1000]
-            stages += [packet - sent - sum(stages), audible - packet]
-            times["first speech packet"].append(packet - sent)
-            times["first audio"].append(audible - sent)
-            for name, seconds in zip(STAGES, stages):
-                times[name].append(seconds)
-            await asyncio.sleep(0.5)
+            if audible is not None:
+                times["first audio"].append(audible - sent)
+            if packet is not None and audible is not None:
+                server = speaking["timing_ms"]
+                stages = [server["bot"] / 1000, server["speech"] / 1000, server["boundary"] / 1000]
+                stages += [packet - sent - sum(stages), audible - packet]
+                times["first speech packet"].append(packet - sent)
+                for name, seconds in zip(STAGES, stages):
+                    times[name].append(seconds)
+            await asyncio.sleep(0.5)                 # silence before the next message (the packet rule needs it)
     finally:
         await probe.close()
     return times
@@ -112,7 +112,8 @@ def main() -> None:
               "p50 <= 100 ms, p95 <= 150 ms)")
         for name, values in times.items():
             if name == STAGES[0]:
-                print("where the time to first audio goes (per message; the stages add up to it):")
+                print("where the time to first audio goes (messages whose first speech packet was seen; the stages "
+                      "add up to their first audio):")
             show(name, values)
         missing = args.messages - len(times["first audio"])
         if missing:

@@ -1,8 +1,8 @@
 """One session's performer behind a lock, so planning on a worker never races with idle frames.
 
-`speak` (speech synthesis plus motion planning of a reply, piece by piece) holds the lock for its whole run; meanwhile the video
-keeps its pace by repeating the frame on screen instead of waiting: a short still moment while the avatar
-"thinks" rather than a stalled stream. A barge-in is only noted here and applied under the lock before the
+`speak` (speech synthesis plus motion planning of a reply, piece by piece) holds the lock for its whole run;
+meanwhile the video keeps its pace by repeating the frame on screen instead of waiting: a short still moment
+while the avatar "thinks" rather than a stalled stream. A barge-in is only noted here and applied under the lock before the
 planner's next use, so it never blocks the event loop.
 """
 from __future__ import annotations

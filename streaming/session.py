@@ -1,8 +1,9 @@
 """One live viewer: a peer connection, its two tracks, its conversation and its barge-in rule.
 
 A message starts a turn: the bot's reply (bot pool), then speech synthesis and motion planning (speech
-pool), piece by piece, each piece placed on the session's timeline as soon as it is ready. A new message interrupts the turn in
-progress at once: queued audio and video are dropped and the avatar goes back to listening.
+pool), piece by piece, each piece placed on the session's timeline as soon as it is ready. A new message
+interrupts the turn in progress at once: queued audio and video are dropped and the avatar goes back to
+listening, and the pieces of the old reply still being prepared are not placed.
 A message is checked (size, UTF-8, emptiness, the client's rate) before it is echoed or answered.
 """
 from __future__ import annotations

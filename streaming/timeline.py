@@ -3,8 +3,8 @@
 A reply comes in segments (avatar/speaking.py: its first clause, then its sentences), placed as each is ready.
 Both tracks read the same placement: within a segment, video frame k plays its frame k - start_frame and
 audio sample n its sample n - start_frame * SAMPLES_PER_FRAME, so mouth and voice cannot drift apart; every
-segment but the last holds whole frames, so the next one starts on the frame (and sample) where it ends. The video track
-asks from a worker thread, the audio track and the session from the event loop, hence the lock.
+segment but the last holds whole frames, so the next one starts on the frame (and sample) where it ends. The
+video track asks from a worker thread, the audio track and the session from the event loop, hence the lock.
 
 The video track decides each frame before it is due (and the next one while it waits). A segment may start
 on any frame not yet sent: placing it on a decided frame bumps `generation`, and the track decides that frame
@@ -22,7 +22,8 @@ import numpy as np
 from avatar.types import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, Utterance
 
 class Hold(enum.Enum):
-    """frame_index()'s answer for "keep the frame on screen": an utterance is placed but has not started yet."""
+    """frame_index()'s answer for "keep the frame on screen": a reply is placed but has not started yet, or its
+    next segment is still awaited."""
 
     HOLD = "hold"
 
@@ -57,10 +58,6 @@ class Placement:
     def __init__(self, first: Segment, more: bool) -> None:
         self.segments = [first]
         self.more = more
-
-    @property
-    def utterance(self) -> Utterance:
-        return self.segments[0].utterance
 
     @property
     def start_frame(self) -> int:
