@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -76,9 +76,11 @@ class AvatarProbe:
     """One WebRTC session with the service at `base_url`."""
 
     def __init__(self, base_url: str, watch_box: tuple[int, int, int, int] | None = None,
-                 configuration: RTCConfiguration | None = None) -> None:
+                 configuration: RTCConfiguration | None = None, video_codecs: list[str] | None = None) -> None:
         """`watch_box` (x0, y0, x1, y1): keep that part of every frame's luma, e.g. the mouth. `configuration`:
-        STUN/TURN servers and policy (default none: host candidates only; see `ice_configuration`)."""
+        STUN/TURN servers and policy (default none: host candidates only; see `ice_configuration`).
+        `video_codecs`: the MIME types the offer lists for video, in this order (default: aiortc's)."""
+        self.video_codecs = video_codecs
         self.base_url = base_url.rstrip("/")
         self.watch_box = watch_box
         self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
@@ -93,7 +95,11 @@ class AvatarProbe:
     async def connect(self, timeout: float = 20.0) -> None:
         """Offer recvonly audio + video and a "chat" channel; return once the channel is open."""
         pc = self.pc
-        pc.addTransceiver("video", direction="recvonly")
+        video = pc.addTransceiver("video", direction="recvonly")
+        if self.video_codecs is not None:
+            capabilities = RTCRtpReceiver.getCapabilities("video").codecs
+            video.setCodecPreferences([codec for mime in self.video_codecs for codec in capabilities
+                                       if codec.mimeType.lower() == mime.lower()])
         pc.addTransceiver("audio", direction="recvonly")
         self.channel = pc.createDataChannel("chat")
         self.channel.on("open", self._channel_open.set)

@@ -16,6 +16,7 @@ from avatar.types import BUILT_IN_NAME
 
 from streaming.alerts import ESCALATIONS, respond
 from streaming.clients import TooManyRequests, UnknownConversation
+from streaming.codecs import AvatarVp8Encoder, send_only_ours, use_encoder
 from streaming.offers import BadOffer, check_offer
 from streaming.peer import advertise_max_message_size, guard_channel_messages
 from streaming.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -106,7 +107,7 @@ async def answer_offer(request: Request, services: Services) -> Answer:
     body = await read_json(request, Offer)
     admit(services.limits.admit_offer, client)
     try:
-        check_offer(body.sdp)
+        kinds = check_offer(body.sdp)
     except BadOffer as error:
         raise HTTPException(400, f"malformed SDP offer: {error}") from None
     if settings.client_limits and services.sessions.count(client) >= settings.max_sessions_per_client:
@@ -117,11 +118,11 @@ async def answer_offer(request: Request, services: Services) -> Answer:
     except SessionLimitReached as error:
         raise refuse(503, str(error), FULL_RETRY_AFTER) from None
 
-    return await services.media.run(open_session(services, body, client))
+    return await services.media.run(open_session(services, body, client, kinds))
 
 
-async def open_session(services: Services, offer: Offer, client: str) -> Answer:
-    """On the media loop: a peer connection and session for a checked offer, and the answer."""
+async def open_session(services: Services, offer: Offer, client: str, kinds: set[str]) -> Answer:
+    """On the media loop: a peer connection and session for a checked offer of media `kinds`, and the answer."""
     settings = services.settings
     pc = RTCPeerConnection(services.ice.for_peer())
     session = Session(pc, services.engine, services.responder, services.frames, services.workers,
@@ -129,13 +130,14 @@ async def open_session(services: Services, offer: Offer, client: str) -> Answer:
                       rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes),
                       alerts=services.alerts, load=services.sessions.load, metrics=services.metrics)
     try:
+        for track in (session.audio, session.video):
+            if track.kind in kinds:
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                send_only_ours(transceiver)
+                if track.kind == "video":
+                    use_encoder(transceiver.sender, AvatarVp8Encoder())
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         guard_channel_messages(pc, settings.max_channel_message_bytes)
-        kinds = {t.kind for t in pc.getTransceivers()}
-        if "audio" in kinds:
-            pc.addTrack(session.audio)
-        if "video" in kinds:
-            pc.addTrack(session.video)
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as error:  # whatever aiortc raises on an offer it cannot complete: the offer is bad
         await session.close()   # never raises: a failing pc.close() is logged

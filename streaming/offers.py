@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
-from aiortc.codecs import CODECS
 from aiortc.sdp import SessionDescription
+
+from streaming.codecs import SENT_CODECS
 
 PROFILES = {"audio": {"UDP/TLS/RTP/SAVPF"}, "video": {"UDP/TLS/RTP/SAVPF"},
             "application": {"UDP/DTLS/SCTP", "DTLS/SCTP"}}
@@ -23,8 +24,8 @@ class BadOffer(ValueError):
     """An offer this service cannot complete; the message says why in plain words."""
 
 
-def check_offer(sdp: str) -> None:
-    """Raise BadOffer unless `sdp` is an offer aiortc can answer and connect."""
+def check_offer(sdp: str) -> set[str]:
+    """The media kinds `sdp` offers (audio, video, application); BadOffer unless aiortc can answer and connect it."""
     lines = [line for line in sdp.strip().replace("\r\n", "\n").split("\n")]
     if not lines or lines[0].strip() != "v=0":
         raise BadOffer("it must start with 'v=0'")
@@ -52,6 +53,7 @@ def check_offer(sdp: str) -> None:
             raise BadOffer(f"a=group:{group.semantic} names mids with no media section: {', '.join(map(str, missing))}")
     for media in description.media:
         check_media(media)
+    return set(kinds)
 
 
 def check_media(media) -> None:
@@ -85,6 +87,6 @@ def check_media(media) -> None:
         return
     if not media.rtcp_mux:
         raise BadOffer(f"{where}: no a=rtcp-mux")
-    ours = {codec.mimeType.lower() for codec in CODECS[media.kind]} - {f"{media.kind}/rtx"}
-    if not any(codec.mimeType.lower() in ours for codec in media.rtp.codecs):
-        raise BadOffer(f"{where}: no codec in common (we send {', '.join(sorted(ours))})")
+    ours = SENT_CODECS[media.kind]
+    if not any(codec.mimeType.lower() == ours for codec in media.rtp.codecs):
+        raise BadOffer(f"{where}: no codec in common (we send {ours})")

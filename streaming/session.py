@@ -100,7 +100,8 @@ class Session:
         self.performer = GuardedPerformer(engine.performer(seed=int(uuid.uuid4().int % 2**31)))
         self.clock = SessionClock()
         self.timeline = Timeline()
-        self.audio = AvatarAudioTrack(self.clock, self.timeline)
+        on_encode = None if metrics is None else metrics.frame_seconds.labels("encode_audio").observe
+        self.audio = AvatarAudioTrack(self.clock, self.timeline, on_encode)
         on_render = None if metrics is None else metrics.frame_seconds.labels("render").observe
         self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor, load, on_render)
         self.closed = asyncio.Event()

@@ -16,15 +16,16 @@ from concurrent.futures import Executor
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame, VideoFrame
+from av import VideoFrame
+from av.packet import Packet
 
 from avatar.render import I420Frames
 from avatar.types import FPS, SAMPLE_RATE
+from streaming.codecs import OpusPackets
 from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, Timeline
 
 AUDIO_CHUNK = SAMPLE_RATE // 50                  # 20 ms: 960 samples
-AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 MAX_LAG = 0.25                                   # seconds behind schedule before a track skips ahead
@@ -91,17 +92,24 @@ class EncoderFrames:
 
 
 class AvatarAudioTrack(MediaStreamTrack):
-    """20 ms frames of 48 kHz mono s16: the placed utterance's samples, silence elsewhere."""
+    """20 ms Opus packets of 48 kHz mono speech: the placed utterance's samples, silence elsewhere.
+
+    The track encodes its own frames (streaming/codecs.py): aiortc sends packets as they are.
+    """
 
     kind = "audio"
 
-    def __init__(self, clock: SessionClock, timeline: Timeline) -> None:
+    def __init__(self, clock: SessionClock, timeline: Timeline,
+                 on_encode: Callable[[float], None] | None = None) -> None:
+        """`on_encode(seconds)` is told the CPU time each frame took to encode (for the metrics)."""
         super().__init__()
         self._clock = clock
         self._timeline = timeline
+        self._opus = OpusPackets()
+        self._on_encode = on_encode
         self._next = 0
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
         n = self._next
@@ -109,13 +117,12 @@ class AvatarAudioTrack(MediaStreamTrack):
         if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
             n = int(self._clock.elapsed() * SAMPLE_RATE) // AUDIO_CHUNK * AUDIO_CHUNK
         await self._clock.sleep_until(n / SAMPLE_RATE)
-        samples = self._timeline.audio(n, AUDIO_CHUNK)
-        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = n
-        frame.time_base = AUDIO_TIME_BASE
+        start = time.thread_time()
+        packet = self._opus.packet(self._timeline.audio(n, AUDIO_CHUNK), n)
+        if self._on_encode is not None:
+            self._on_encode(time.thread_time() - start)
         self._next = n + AUDIO_CHUNK
-        return frame
+        return packet
 
 
 class AvatarVideoTrack(MediaStreamTrack):
@@ -126,7 +133,7 @@ class AvatarVideoTrack(MediaStreamTrack):
     def __init__(self, clock: SessionClock, timeline: Timeline, performer: GuardedPerformer,
                  frames: EncoderFrames, executor: Executor | None = None, load: FrameLoad | None = None,
                  on_render: Callable[[float], None] | None = None) -> None:
-        """`on_render(seconds)` is told how long each frame took to render and convert (for the metrics)."""
+        """`on_render(seconds)` is told the CPU time each frame took to render and convert (for the metrics)."""
         super().__init__()
         self._load = load
         self._on_render = on_render
@@ -144,7 +151,7 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     def _make_frame(self, k: int) -> VideoFrame:
         """Worker thread: decide what frame k shows, render it and convert it for the encoder."""
-        start = time.perf_counter()
+        start = time.thread_time()
         index = self._timeline.frame_index(k)
         if index is None:
             index = self._performer.idle_index()
@@ -156,7 +163,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame.pts = k * (VIDEO_CLOCK_RATE // FPS)
         frame.time_base = VIDEO_TIME_BASE
         if self._on_render is not None:
-            self._on_render(time.perf_counter() - start)
+            self._on_render(time.thread_time() - start)
         return frame
 
     def recent_fps(self) -> float:

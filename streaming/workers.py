@@ -88,7 +88,8 @@ class Workers:
 
 
 class TimedExecutor(ThreadPoolExecutor):
-    """A thread pool that tells `observe(fn, args, seconds)` how long each job ran (None: it does not time)."""
+    """A thread pool that tells `observe(fn, args, seconds)` the CPU time each job took on its thread (None: it
+    does not time). CPU time, not wall time: on a busy machine a job also waits for a core."""
 
     def __init__(self, observe: Callable[[Callable, tuple, float], None] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -100,11 +101,11 @@ class TimedExecutor(ThreadPoolExecutor):
             return super().submit(fn, *args, **kwargs)
 
         def timed() -> T:
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                observe(fn, args, time.perf_counter() - start)
+                observe(fn, args, time.thread_time() - start)
         return super().submit(timed)
 
 
@@ -117,7 +118,7 @@ class MediaLoop:
     """
 
     def __init__(self, encoder_workers: int, observe: Callable[[Callable, tuple, float], None] | None = None) -> None:
-        """`observe(fn, args, seconds)` is told how long each job of the default executor took (the encodes)."""
+        """`observe(fn, args, seconds)` is told the CPU time of each job of the default executor (the encodes)."""
         self.loop = asyncio.new_event_loop()
         self._encoders = TimedExecutor(observe, max_workers=encoder_workers, thread_name_prefix="media")
         self.loop.set_default_executor(self._encoders)

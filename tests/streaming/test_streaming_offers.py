@@ -83,6 +83,8 @@ BROKEN: dict[str, Callable[[str], str]] = {
     "NUL in a line": sub(r"^(a=mid:.*)$", "\\1\x00", count=1),
     "a line that is not type=value": insert_after("a=mid:", "garbage"),
     "version 1": sub(r"^v=0", "v=1"),
+    "video without VP8": sub(r"^a=rtpmap:(\d+) VP8/", r"a=rtpmap:\1 FOO/"),
+    "audio without Opus": sub(r"^a=rtpmap:(\d+) opus/", r"a=rtpmap:\1 FOO/"),
 }
 
 
@@ -127,6 +129,27 @@ async def test_broken_offers_get_400_json_and_a_good_one_still_works(offer_serve
     probe = AvatarProbe(offer_server)
     try:
         await probe.start(settle=1.5)
+        assert probe.received.recent_fps(1.0) > 20
+    finally:
+        await probe.close()
+
+
+def answered_codecs(sdp: str, kind: str) -> list[str]:
+    """The codec names the answer's m=`kind` section lists, in order."""
+    section = sdp.split(f"m={kind} ", 1)[1].split("\r\nm=", 1)[0]
+    return re.findall(r"^a=rtpmap:\d+ ([^/\s]+)/", section, flags=re.M)
+
+
+async def test_an_offer_that_prefers_h264_is_answered_with_vp8_and_opus_only(offer_server: str) -> None:
+    """The service encodes VP8 and Opus itself (streaming/codecs.py): the answer names nothing else, even
+    when the offer lists H.264 first (as Safari does), and the stream plays."""
+    probe = AvatarProbe(offer_server, video_codecs=["video/H264", "video/VP8", "video/rtx"])
+    try:
+        await probe.start(settle=1.5)
+        assert "a=rtpmap:" in probe.pc.localDescription.sdp and "H264" in probe.pc.localDescription.sdp
+        assert probe.pc.localDescription.sdp.index("H264") < probe.pc.localDescription.sdp.index("VP8")
+        assert set(answered_codecs(probe.answer_sdp, "video")) == {"VP8", "rtx"}
+        assert answered_codecs(probe.answer_sdp, "audio") == ["opus"]
         assert probe.received.recent_fps(1.0) > 20
     finally:
         await probe.close()

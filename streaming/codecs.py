@@ -1,0 +1,157 @@
+"""The codecs a session sends, VP8 video and Opus audio, set up for rendered frames and synthetic speech.
+
+aiortc's own encoders are made for cameras and microphones. Its VP8 runs a temporal denoiser on every
+frame, and its Opus path, for each 20 ms frame, hops to a worker thread, resamples mono to stereo and sums
+the samples' energy in a Python loop. Our frames have no camera noise, and most of an idle session's audio
+is digital silence. So:
+
+- `AvatarVp8Encoder`: aiortc's VP8 payload format and picture ids, but no denoiser, the fastest real-time
+  speed step, blocks that barely changed (static threshold) left as they are, one thread, and a new codec
+  (with its keyframe) only when the bitrate aiortc asks for moves by more than a factor of two.
+- `OpusPackets`: the audio track encodes its own frames (mono, 48 kbit/s) and hands aiortc packets, which it
+  sends as they are. A silent frame is sent as the encoder's steady silence packet without encoding it.
+
+Both codecs are the ones every WebRTC browser must support (RFC 7742, RFC 7874), and the only ones the
+service negotiates: `send_only_ours` keeps the others out of the answer.
+"""
+from __future__ import annotations
+
+import fractions
+
+import av
+import numpy as np
+from aiortc import RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from av import AudioFrame, VideoFrame
+from av.frame import Frame
+from av.packet import Packet
+
+from avatar.types import SAMPLE_RATE
+
+SENT_CODECS = {"audio": "audio/opus", "video": "video/vp8"}
+RETRANSMISSION = "video/rtx"
+
+VP8_OPTIONS = {                 # libvpx, through FFmpeg's option names
+    "deadline": "realtime",
+    "cpu-used": "-16",          # real-time speed step: negative = adaptive, 16 = as fast as it goes
+    "noise-sensitivity": "0",   # no temporal denoiser: rendered frames have no sensor noise
+    "static-thresh": "500",     # a macroblock whose difference to the last frame sums below this is skipped
+    "lag-in-frames": "0",
+    "partitions": "0",          # one token partition
+    "overshoot-pct": "15",
+    "undershoot-pct": "100",
+}
+BITRATE_STEP = 2.0              # a new codec when the target bitrate moves by more than this factor
+
+OPUS_BITRATE = 48_000           # mono speech
+OPUS_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)   # the session's audio clock (48 kHz, as Opus)
+SILENT_FRAMES_TO_SETTLE = 8     # silent frames encoded after sound before the silence packet is reused
+
+
+class AvatarVp8Encoder(Vp8Encoder):
+    """VP8 for rendered 512x512 frames at 25 fps (see the module docstring); the packetiser is aiortc's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codecs_made = 0     # how many times a codec (and so a keyframe) was started
+
+    def _needs_codec(self, frame: VideoFrame) -> bool:
+        codec = self.codec
+        if codec is None or frame.width != codec.width or frame.height != codec.height:
+            return True
+        ratio = self.target_bitrate / codec.bit_rate
+        return not 1 / BITRATE_STEP <= ratio <= BITRATE_STEP
+
+    def _open(self, frame: VideoFrame) -> None:
+        bitrate = self.target_bitrate
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = frame.width, frame.height
+        codec.pix_fmt = "yuv420p"
+        codec.bit_rate = bitrate
+        codec.gop_size = 3000          # keyframes when asked (a receiver's PLI), not on a schedule
+        codec.qmin, codec.qmax = 2, 56
+        codec.thread_count = 1
+        codec.options = {**VP8_OPTIONS, "minrate": str(bitrate), "maxrate": str(bitrate), "bufsize": str(bitrate)}
+        self.codec = codec
+        self.codecs_made += 1
+
+    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        """One frame to RTP payloads and the RTP timestamp (aiortc calls this on a worker thread)."""
+        assert isinstance(frame, VideoFrame)
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        if self._needs_codec(frame):
+            self._open(frame)
+        if force_keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+        data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
+        return super().pack(_packet(data, frame.pts, frame.time_base))
+
+
+def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> Packet:
+    packet = Packet(data)
+    packet.pts = pts
+    packet.time_base = time_base
+    return packet
+
+
+class OpusPackets:
+    """20 ms frames of 48 kHz mono s16 samples in, Opus packets out, stamped with the frames' sample times."""
+
+    def __init__(self) -> None:
+        self._codec = av.CodecContext.create("libopus", "w")
+        self._codec.bit_rate = OPUS_BITRATE
+        self._codec.format = "s16"
+        self._codec.layout = "mono"
+        self._codec.sample_rate = SAMPLE_RATE
+        self._codec.time_base = OPUS_TIME_BASE
+        self._codec.options = {"application": "voip"}
+        self._silent_run = 0                # silent frames encoded since the last sound
+        self._silence: bytes | None = None  # the encoder's packet for a silent frame, once settled
+        self.encoded = 0                    # frames that went through the encoder
+
+    def packet(self, samples: np.ndarray, n: int) -> Packet:
+        """The packet for `samples` (int16, one 20 ms frame) starting at sample `n` of the session."""
+        silent = not samples.any()
+        if silent and self._silence is not None and self._silent_run >= SILENT_FRAMES_TO_SETTLE:
+            return _packet(self._silence, n, OPUS_TIME_BASE)
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = n
+        frame.time_base = OPUS_TIME_BASE
+        packets = self._codec.encode(frame)
+        if len(packets) != 1:     # libopus has no frame delay: one packet per 20 ms frame
+            raise RuntimeError(f"the Opus encoder returned {len(packets)} packets for one frame")
+        self.encoded += 1
+        data = bytes(packets[0])
+        self._silent_run = self._silent_run + 1 if silent else 0
+        if silent and self._silent_run >= SILENT_FRAMES_TO_SETTLE:
+            self._silence = data
+        return _packet(data, n, OPUS_TIME_BASE)
+
+
+def send_only_ours(transceiver: RTCRtpTransceiver) -> None:
+    """Negotiate only the codec we send on `transceiver` (and VP8's retransmissions).
+
+    Call before setRemoteDescription: aiortc picks the codecs there, and sends the first one the offer lists
+    that the transceiver accepts (Safari lists H.264 before VP8).
+    """
+    wanted = SENT_CODECS[transceiver.kind]
+    capabilities = RTCRtpSender.getCapabilities(transceiver.kind).codecs
+    transceiver.setCodecPreferences([codec for codec in capabilities
+                                     if codec.mimeType.lower() in (wanted, RETRANSMISSION)])
+
+
+def use_encoder(sender: RTCRtpSender, encoder: Encoder) -> None:
+    """Make `sender` encode its frames with `encoder`, before its first frame.
+
+    aiortc (pinned at 1.16) creates a sender's encoder on the first frame, by MIME type, and has no public
+    way to choose it; it keeps the encoder in the private `__encoder` attribute, which this sets. A newer
+    aiortc that renames it fails here, at the first session, rather than silently using its own encoder.
+    """
+    attribute = "_RTCRtpSender__encoder"
+    if getattr(sender, attribute, "missing") is not None:
+        raise RuntimeError("this aiortc has no unset RTCRtpSender.__encoder to choose the encoder with "
+                           "(the service is tested with aiortc 1.16)")
+    setattr(sender, attribute, encoder)

@@ -1,0 +1,127 @@
+"""The service's own encoders (streaming/codecs.py): what they send decodes to what went in.
+
+Opus: a reused silent frame is the very packet the encoder would have made, and speech after a reused
+silence comes through as well as when every frame is encoded. VP8: keyframes when asked, a new codec only for a large bitrate
+move, and frames that decode close to the source.
+"""
+from __future__ import annotations
+
+import fractions
+
+import av
+import numpy as np
+import pytest
+from aiortc.codecs.vpx import vp8_depayload
+
+from avatar.types import SAMPLE_RATE
+from streaming.codecs import SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
+
+CHUNK = SAMPLE_RATE // 50
+
+
+def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """A voiced tone with a wandering pitch and some breath noise, int16."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    pitch = 140 + 30 * np.sin(2 * np.pi * 1.5 * t)
+    voice = np.sin(2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE) + 0.4 * np.sin(4 * np.pi * np.cumsum(pitch) / SAMPLE_RATE)
+    return (voice * 6000 + rng.normal(0, 300, t.size)).astype(np.int16)
+
+
+def decode_opus(packets: list[av.Packet]) -> np.ndarray:
+    decoder = av.CodecContext.create("libopus", "r")
+    decoder.sample_rate = SAMPLE_RATE
+    decoder.layout = "mono"
+    out = [frame.to_ndarray().reshape(-1) for packet in packets for frame in decoder.decode(av.Packet(bytes(packet)))]
+    return np.concatenate(out).astype(np.float32)
+
+
+def correlation_after_delay(audio: np.ndarray, decoded: np.ndarray, start: int, size: int) -> float:
+    delay = 312                                                   # libopus' look-ahead, in samples
+    return float(np.corrcoef(audio[start:start + size], decoded[start + delay:start + delay + size])[0, 1])
+
+
+def test_opus_reuses_the_settled_silence_packet_and_speech_after_it_decodes_as_well() -> None:
+    speech = speechlike(1.0)
+    silence = np.zeros(2 * SAMPLE_RATE, np.int16)
+    audio = np.concatenate([silence[:CHUNK * 5], speech, silence, speech, silence[:CHUNK * 20]])
+    opus, packets, reused = OpusPackets(), [], []
+    for n in range(0, audio.size, CHUNK):
+        encoded = opus.encoded
+        packets.append(opus.packet(audio[n:n + CHUNK], n))
+        if opus.encoded == encoded:
+            reused.append(n // CHUNK)
+    assert [p.pts for p in packets] == list(range(0, audio.size, CHUNK))       # stamped in samples
+    assert all(p.time_base == fractions.Fraction(1, SAMPLE_RATE) for p in packets)
+    # every frame with sound is encoded; of each silent run, all but the first frames are reused
+    assert not any(audio[k * CHUNK:(k + 1) * CHUNK].any() for k in reused)
+    assert len(reused) == (100 - SILENT_FRAMES_TO_SETTLE) + (20 - SILENT_FRAMES_TO_SETTLE)
+
+    class EncodeAll(OpusPackets):      # the same stream with every frame through the encoder
+        def packet(self, samples, n):
+            self._silence = None
+            return super().packet(samples, n)
+    every = EncodeAll()
+    reference = [every.packet(audio[n:n + CHUNK], n) for n in range(0, audio.size, CHUNK)]
+    assert all(bytes(packets[k]) == bytes(reference[k]) for k in reused)       # what the encoder would send
+    assert [bytes(p) for p in packets[:155]] == [bytes(p) for p in reference[:155]]
+
+    ours, encoded_all = decode_opus(packets), decode_opus(reference)
+    assert ours.size == audio.size
+    after_silence = (5 + 50 + 100) * CHUNK
+    heard = correlation_after_delay(audio, ours, after_silence, speech.size)
+    assert heard > 0.75 and heard > correlation_after_delay(audio, encoded_all, after_silence, speech.size) - 0.03
+    onset = correlation_after_delay(audio, ours, after_silence, 2 * CHUNK)      # its first 40 ms
+    assert onset > 0.75
+    quiet = ours[(5 + 50) * CHUNK + 312 + CHUNK:after_silence]
+    assert np.abs(quiet).max() < 50                                              # silence stays silent
+
+
+def moving_frames(count: int, size: int = 512) -> list[np.ndarray]:
+    """yuv420p frames: a still gradient background with a bright disc moving over it."""
+    y, x = np.mgrid[0:size, 0:size]
+    frames = []
+    for k in range(count):
+        luma = (60 + 100 * x / size).astype(np.uint8)
+        cx, cy = size // 2 + int(80 * np.cos(k / 6)), size // 2 + int(60 * np.sin(k / 4))
+        luma[(x - cx) ** 2 + (y - cy) ** 2 < 50 ** 2] = 220
+        chroma = np.full((size // 2, size), 128, np.uint8)
+        frames.append(np.concatenate([luma, chroma]))
+    return frames
+
+
+def video_frame(yuv: np.ndarray, k: int) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    frame.pts = k * 3600
+    frame.time_base = fractions.Fraction(1, 90_000)
+    return frame
+
+
+def is_keyframe(payloads: list[bytes]) -> bool:
+    return not vp8_depayload(payloads[0])[0] & 1        # VP8 frame tag: bit 0 clear on a key frame
+
+
+@pytest.mark.timeout(60)
+def test_vp8_keyframes_when_asked_and_a_new_codec_only_for_large_bitrate_moves() -> None:
+    encoder = AvatarVp8Encoder()
+    decoder = av.CodecContext.create("libvpx", "r")
+    source = moving_frames(40)
+    keyframes, errors = [], []
+    for k, yuv in enumerate(source):
+        if k == 10:
+            encoder.target_bitrate = int(encoder.target_bitrate * 1.5)     # within a factor 2: same codec
+        if k == 30:
+            encoder.target_bitrate = encoder.target_bitrate * 3            # a large move: a new codec
+        payloads, timestamp = encoder.encode(video_frame(yuv, k), force_keyframe=(k == 20))
+        assert timestamp == k * 3600
+        if is_keyframe(payloads):
+            keyframes.append(k)
+        data = b"".join(vp8_depayload(p) for p in payloads)
+        for decoded in decoder.decode(av.Packet(data)):
+            seen = decoded.to_ndarray(format="yuv420p")[:512].astype(np.float32)
+            errors.append(np.mean((seen - yuv[:512]) ** 2))
+    assert keyframes == [0, 20, 30]
+    assert encoder.codecs_made == 2
+    assert len(errors) == len(source)
+    psnr = 10 * np.log10(255 ** 2 / np.mean(errors))
+    assert psnr > 38, psnr
