@@ -24,9 +24,11 @@ def open_mp4(path: Path, title: str) -> av.container.OutputContainer:
 
 
 def add_h264(container: av.container.OutputContainer, rate: float | Fraction, width: int, height: int,
-             crf: int, preset: str = "veryfast") -> av.video.stream.VideoStream:
-    """A libx264 yuv420p stream of `width` x `height` (both even) at `rate` frames per second."""
+             crf: int, preset: str = "veryfast", threads: int = 0) -> av.video.stream.VideoStream:
+    """A libx264 yuv420p stream of `width` x `height` (both even) at `rate` frames per second, encoded with
+    `threads` threads (0: x264 chooses)."""
     stream = container.add_stream("libx264", rate=Fraction(rate).limit_denominator(1001))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.options = {"preset": preset, "crf": str(crf)}
+    stream.codec_context.thread_count = threads
     return stream
