@@ -130,12 +130,16 @@ async def open_session(services: Services, offer: Offer, client: str, kinds: set
                       rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes),
                       alerts=services.alerts, load=services.sessions.load, metrics=services.metrics)
     try:
-        for track in (session.audio, session.video):
+        for track in (session.audio, session.video):   # our tracks and codecs, not the offer's: errors are ours
             if track.kind in kinds:
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 send_only_ours(transceiver)
                 if track.kind == "video":
                     use_encoder(transceiver.sender, AvatarVp8Encoder())
+    except Exception:
+        await session.close()
+        raise
+    try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         guard_channel_messages(pc, settings.max_channel_message_bytes)
         await pc.setLocalDescription(await pc.createAnswer())
