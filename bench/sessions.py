@@ -5,7 +5,8 @@ N = 1, 2, ... until the slowest session falls below 24 fps or --max is reached. 
 then so both idle and speaking frames are measured. The clients decode every frame on the same machine,
 so their CPU is reported too. Where the server's time goes comes from its own /metrics: the CPU seconds
 spent rendering (and converting) video frames, in the VP8 encoder and in the Opus encoder, per session and
-second; the rest is aiortc's packetising, SRTP and RTCP, and the event loop.
+second; the rest is aiortc's packetising, SRTP and RTCP, and the event loop. It also prints the busiest thread
+pools' CPU (avatar_thread_cpu_seconds): "media-loop" is the event loop that runs aiortc's Python.
 Usage: .venv/bin/python bench/sessions.py [--max 16] [--step 1] [--seconds 10] [--avatar default|BUNDLE]
 (--step 4: 1, 4, 8, 12, 16 sessions)
 """
@@ -22,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.metrics import metric_values, value  # noqa: E402
+from harness.metrics import by_label, metric_values, value  # noqa: E402
 from harness.service import ServiceProcess, service  # noqa: E402
 from harness import loopback_only  # noqa: E402
 from harness.probe import AvatarProbe  # noqa: E402
@@ -31,11 +32,13 @@ HOLD_FPS = 24.0
 STAGES = ("render", "encode_video", "encode_audio")
 
 
-async def stage_seconds(url: str) -> dict[str, float]:
-    """The service's total seconds per media stage so far (the avatar_frame_seconds histogram's sums)."""
+async def stage_seconds(url: str) -> tuple[dict[str, float], dict[str, float]]:
+    """The service's CPU seconds so far per media stage (the avatar_frame_seconds histogram's sums) and per
+    thread pool (avatar_thread_cpu_seconds)."""
     async with httpx.AsyncClient(timeout=10) as http:
         values = metric_values((await http.get(f"{url}/metrics")).text)
-    return {stage: value(values, "avatar_frame_seconds_sum", stage=stage) for stage in STAGES}
+    return ({stage: value(values, "avatar_frame_seconds_sum", stage=stage) for stage in STAGES},
+            by_label(values, "avatar_thread_cpu_seconds_total", "pool"))
 
 
 async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
@@ -45,18 +48,19 @@ async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
             await probe.connect()
             await probe.wait_for_media()
         await asyncio.sleep(2.0)                                     # warm-up
-        stages0 = await stage_seconds(svc.url)
+        stages0, threads0 = await stage_seconds(svc.url)
         start, cpu0, own0 = time.monotonic(), svc.cpu_seconds(), time.process_time()
         for i, probe in enumerate(probes):                           # staggered speech during the window
             asyncio.get_running_loop().call_later(0.5 + i * 0.7, probe.say, "What is AI?")
         await asyncio.sleep(seconds)
         end, cpu1, own1 = time.monotonic(), svc.cpu_seconds(), time.process_time()
-        stages1 = await stage_seconds(svc.url)
+        stages1, threads1 = await stage_seconds(svc.url)
         fps = [p.received.video_fps(start, end) for p in probes]
         size = probes[0].received.video_sizes[-1]
         return {"n": n, "fps": fps, "server_cpu": (cpu1 - cpu0) / (end - start),
                 "client_cpu": (own1 - own0) / (end - start), "size": size,
                 "stages": {k: (stages1[k] - stages0[k]) / (end - start) for k in STAGES},
+                "threads": {k: (threads1[k] - threads0.get(k, 0.0)) / (end - start) for k in threads1},
                 "ids": {probe.session_id for probe in probes}}
     finally:
         for probe in probes:
@@ -88,6 +92,9 @@ async def sweep(svc: ServiceProcess, max_n: int, step: int, seconds: float) -> l
               f"frames handed over late {result['late']:6.1%}", flush=True)
         print("      server time per session (% of one core): " + ", ".join(
             f"{stage} {seconds * 100 / n:4.1f}%" for stage, seconds in result["stages"].items()), flush=True)
+        busiest = sorted(result["threads"].items(), key=lambda item: -item[1])[:4]
+        print("      server threads, all sessions (% of one core): " + ", ".join(
+            f"{pool} {seconds * 100:5.1f}%" for pool, seconds in busiest), flush=True)
         if min(fps) < HOLD_FPS:
             break
         await asyncio.sleep(2.0)

@@ -17,7 +17,12 @@ def value(values: MetricValues, name: str, **labels: str) -> float:
     return values.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def by_label(values: MetricValues, name: str, label: str) -> dict[str, float]:
+    """{label's value: value} of a sample with that label (`avatar_session_frames_total` by "session", ...)."""
+    return {dict(labels)[label]: v for (sample, labels), v in values.items()
+            if sample == name and label in dict(labels)}
+
+
 def by_session(values: MetricValues, name: str) -> dict[str, float]:
     """{session id: value} of a per-session sample (`avatar_session_frames_total`, ...)."""
-    return {dict(labels)["session"]: v for (sample, labels), v in values.items()
-            if sample == name and "session" in dict(labels)}
+    return by_label(values, name, "session")

@@ -7,7 +7,11 @@ time and memory. Each app has its own registry (tests run several apps in one pr
 """
 from __future__ import annotations
 
+import os
+import re
+import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from av import VideoFrame
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -44,6 +48,8 @@ class ServiceMetrics:
                                        ["stage"], buckets=FRAME_BUCKETS, registry=self.registry)
         self.sessions: Callable[[], Iterable[dict]] = lambda: ()
         self.registry.register(_LiveSessions(lambda: self.sessions()))
+        if os.path.exists(THREAD_STAT.format(native_id=threading.get_native_id())):
+            self.registry.register(_ThreadCpu())
 
     def offer(self, status: int) -> None:
         self.offers.labels(OFFER_OUTCOMES.get(status, f"http_{status}")).inc()
@@ -82,3 +88,29 @@ class _LiveSessions(Collector):
             late.add_metric(label, session["frames_late"])
         live.add_metric([], count)
         return [live, fps, sent, skipped, late]
+
+
+THREAD_STAT = "/proc/self/task/{native_id}/stat"     # Linux: a thread's user and system time
+THREAD_NUMBER = re.compile(r"(_\d+|-\d+)$")          # media_3, Thread-7: the pool's name without the number
+
+
+class _ThreadCpu(Collector):
+    """CPU seconds of the process's Python threads, summed by pool (the name without its number): the
+    media loop, its encoder threads, the render pool, ... Shows whether one thread (the event loop, which holds
+    the interpreter lock for aiortc's Python) is what limits the sessions. Threads that ended are not counted."""
+
+    def collect(self) -> Iterable:
+        family = CounterMetricFamily("avatar_thread_cpu_seconds", "CPU seconds of the live Python threads, by pool",
+                                     labels=["pool"])
+        pools: dict[str, float] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for thread in threading.enumerate():
+            try:
+                fields = Path(THREAD_STAT.format(native_id=thread.native_id)).read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):          # the thread ended meanwhile
+                continue
+            pool = THREAD_NUMBER.sub("", thread.name)
+            pools[pool] = pools.get(pool, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        for pool, seconds in sorted(pools.items()):
+            family.add_metric([pool], seconds)
+        return [family]

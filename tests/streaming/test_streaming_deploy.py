@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import streaming.app
-from harness.metrics import metric_values, value
+from harness.metrics import by_label, metric_values, value
 from harness.probe import AvatarProbe
 from streaming.app import create_app
 from streaming.ice_servers import IceConfig, IceServer
@@ -123,6 +123,9 @@ async def test_metrics_move_when_a_session_connects_and_chats() -> None:
         assert value(during, "avatar_frame_seconds_count", stage="render") >= 50
         assert value(during, "avatar_frame_seconds_count", stage="encode_video") >= 50
         assert value(during, "avatar_frame_seconds_count", stage="encode_audio") >= 100
+        assert 0 < value(during, "avatar_frame_seconds_sum", stage="encode_video") < 5     # CPU seconds
+        pools = by_label(during, "avatar_thread_cpu_seconds_total", "pool")
+        assert pools.get("media-loop", 0) > 0 and pools.get("media", 0) > 0, pools   # the loop, its encoders
 
 
 # --- several instances -------------------------------------------------------------------------------------
