@@ -7,7 +7,7 @@ so their CPU is reported too. Where the server's time goes comes from its own /m
 spent rendering (and converting) video frames, in the VP8 encoder and in the Opus encoder, per session and
 second; the rest is aiortc's packetising, SRTP and RTCP, and the event loop. It also prints the busiest thread
 pools' CPU (avatar_thread_cpu_seconds): "media-loop" is the event loop that runs aiortc's Python.
-Usage: .venv/bin/python bench/sessions.py [--max 16] [--step 1] [--seconds 10] [--avatar default|BUNDLE]
+Usage: .venv/bin/python bench/sessions.py [--max 16] [--step 1] [--seconds 10] [--idle] [--avatar default|BUNDLE]
 (--step 4: 1, 4, 8, 12, 16 sessions)
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ async def stage_seconds(url: str) -> tuple[dict[str, float], dict[str, float]]:
             by_label(values, "avatar_thread_cpu_seconds_total", "pool"))
 
 
-async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
+async def run_level(svc: ServiceProcess, n: int, seconds: float, talk: bool) -> dict:
     probes = [AvatarProbe(svc.url) for _ in range(n)]
     try:
         for probe in probes:
@@ -50,7 +50,7 @@ async def run_level(svc: ServiceProcess, n: int, seconds: float) -> dict:
         await asyncio.sleep(2.0)                                     # warm-up
         stages0, threads0 = await stage_seconds(svc.url)
         start, cpu0, own0 = time.monotonic(), svc.cpu_seconds(), time.process_time()
-        for i, probe in enumerate(probes):                           # staggered speech during the window
+        for i, probe in enumerate(probes if talk else ()):           # staggered speech during the window
             asyncio.get_running_loop().call_later(0.5 + i * 0.7, probe.say, "What is AI?")
         await asyncio.sleep(seconds)
         end, cpu1, own1 = time.monotonic(), svc.cpu_seconds(), time.process_time()
@@ -79,10 +79,10 @@ async def late_share(svc: ServiceProcess, ids: set[str], wait: float = 10.0) -> 
     return sum(record["frames_late"] for record in ended) / frames if frames else float("nan")
 
 
-async def sweep(svc: ServiceProcess, max_n: int, step: int, seconds: float) -> list[dict]:
+async def sweep(svc: ServiceProcess, max_n: int, step: int, seconds: float, talk: bool) -> list[dict]:
     results = []
     for n in sorted({1, *range(step, max_n + 1, step)}):
-        result = await run_level(svc, n, seconds)
+        result = await run_level(svc, n, seconds, talk)
         results.append(result)
         result["late"] = await late_share(svc, result["ids"])
         fps = result["fps"]
@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--max", type=int, default=16)
     parser.add_argument("--step", type=int, default=1, help="sessions added per level after the first")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--idle", action="store_true", help="the clients never talk: idle (listening) sessions only")
     parser.add_argument("--avatar", default="default", help="'default' or an avatar bundle made by `avatar build`")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores (shared with other users: figures vary with their load)")
@@ -113,7 +114,7 @@ def main() -> None:
     os.environ.setdefault("AVATAR_MAX_LATE_SHARE", "1")   # measure past the point where new sessions get 503
     os.environ["AVATAR_CLIENT_LIMITS"] = "false"          # every client here is 127.0.0.1
     with service(max_sessions=args.max + 1, avatar=args.avatar) as svc, loopback_only():
-        results = asyncio.run(sweep(svc, args.max, args.step, args.seconds))
+        results = asyncio.run(sweep(svc, args.max, args.step, args.seconds, not args.idle))
     held = [r["n"] for r in results if min(r["fps"]) >= HOLD_FPS]
     one = results[0]
     print(f"\none session: {one['fps'][0]:.1f} fps, {one['server_cpu'] * 100:.1f}% of one core (target <= 6%)")
