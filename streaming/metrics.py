@@ -91,7 +91,7 @@ class _LiveSessions(Collector):
 
 
 THREAD_STAT = "/proc/self/task/{native_id}/stat"     # Linux: a thread's user and system time
-THREAD_NUMBER = re.compile(r"(_\d+|-\d+)$")          # media_3, Thread-7: the pool's name without the number
+THREAD_NUMBER = re.compile(r"(_\d+|-\d+)( \(.*\))?$")   # media_3, Thread-7 (run): the pool's name alone
 
 
 class _ThreadCpu(Collector):
