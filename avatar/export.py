@@ -76,6 +76,7 @@ class _Mp4Writer:
         self.n_frames = 0
         self._mux_lock = threading.Lock()
         self._errors: list[BaseException] = []
+        self._aborting = False
         self._queues = {stream: queue.Queue(self.QUEUE) for stream in (self.video, self.audio)}
         self._threads = [threading.Thread(target=self._encode, args=(stream, frames), daemon=True,
                                           name=f"export-{stream.codec_context.name}")
@@ -84,20 +85,26 @@ class _Mp4Writer:
             thread.start()
 
     def _encode(self, stream: av.stream.Stream, frames: queue.Queue) -> None:
-        """Encoder thread: (frame, pts) from the queue until None; an error is kept for the caller."""
+        """Encoder thread: (frame, pts) from the queue until None, then the flush; an error is kept for the
+        caller, and the thread then only takes frames off the queue until its None."""
+        stopped = False
         try:
             while (item := frames.get()) is not None:
+                if self._aborting:
+                    continue
                 frame, pts = item
                 frame.pts = pts          # a reused VideoFrame's pts is only ever set here, just before encoding
                 packets = stream.encode(frame)
                 with self._mux_lock:
                     self.container.mux(packets)
-            packets = stream.encode(None)
-            with self._mux_lock:
-                self.container.mux(packets)
+            stopped = True
+            if not self._aborting:
+                packets = stream.encode(None)
+                with self._mux_lock:
+                    self.container.mux(packets)
         except BaseException as error:   # noqa: BLE001 - raised in the caller's next write() or close()
             self._errors.append(error)
-            while frames.get() is not None:     # keep taking frames until the caller stops
+            while not stopped and frames.get() is not None:
                 pass
 
     def _check(self) -> None:
@@ -128,10 +135,14 @@ class _Mp4Writer:
         self.container.close()
 
     def abort(self) -> None:
-        """Stop the encoder threads and close the file as it is (the caller deletes it)."""
-        if any(thread.is_alive() for thread in self._threads):
-            self._stop()
-        self.container.close()
+        """Stop the encoder threads, dropping what they have not encoded, and close the file as it is (the
+        caller deletes it)."""
+        self._aborting = True
+        try:
+            if any(thread.is_alive() for thread in self._threads):
+                self._stop()
+        finally:
+            self.container.close()
 
 
 def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
@@ -176,7 +187,6 @@ def export_dialogue(lines: list[str], responder: Responder, performer: Performer
     pause_frames = max(1, round(options.pause * FPS))
     silence = np.zeros(SAMPLES_PER_FRAME, np.int16)
     tmp = out.with_name(f".{out.stem}.partial.mp4")
-    writer = _Mp4Writer(tmp, performer.engine.frame_size, options)
     cues: list[Cue] = []
     caption = ""
 
@@ -192,6 +202,7 @@ def export_dialogue(lines: list[str], responder: Responder, performer: Performer
             chunk = silence if audio is None else audio[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME]
             writer.write(frame, chunk)
 
+    writer = _Mp4Writer(tmp, performer.engine.frame_size, options)
     try:
         for line in tqdm(lines, desc="export", unit="line"):
             start = writer.n_frames / FPS
@@ -213,8 +224,10 @@ def export_dialogue(lines: list[str], responder: Responder, performer: Performer
         emit(performer.idle(pause_frames), None)
         writer.close()
     except BaseException:
-        writer.abort()
-        tmp.unlink(missing_ok=True)
+        try:
+            writer.abort()
+        finally:
+            tmp.unlink(missing_ok=True)
         raise
     try:
         sign_file(tmp, options.provenance, dest=out)      # `out` appears signed or not at all

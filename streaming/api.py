@@ -146,6 +146,9 @@ async def open_session(services: Services, offer: Offer, client: str, kinds: set
     except Exception as error:  # whatever aiortc raises on an offer it cannot complete: the offer is bad
         await session.close()   # never raises: a failing pc.close() is logged
         raise HTTPException(400, f"malformed SDP offer: aiortc could not answer it ({error or type(error).__name__})") from None
+    except BaseException:       # cancelled (the client went away, the service stops): nothing may stay open
+        await session.close()
+        raise
     if services.ice.policy == "relay" and " typ relay" not in pc.localDescription.sdp:
         await session.close()   # an answer without a relay candidate could never connect
         log.warning("no TURN relay candidate for a new session: is the TURN server %s reachable?",

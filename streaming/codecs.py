@@ -7,12 +7,14 @@ is digital silence. So:
 
 - `AvatarVp8Encoder`: aiortc's VP8 payload format and picture ids, but no denoiser, the fastest real-time
   speed step, blocks that barely changed (static threshold) left as they are, one thread, and a new codec
-  (with its keyframe) only when the bitrate aiortc asks for moves by more than a factor of two.
+  (with its keyframe) only when the bitrate aiortc asks for (from the receiver's estimate) falls by a quarter
+  or doubles; aiortc starts one at every 10% move.
 - `OpusPackets`: the audio track encodes its own frames (mono, 48 kbit/s) and hands aiortc packets, which it
   sends as they are. A silent frame is sent as the encoder's steady silence packet without encoding it.
 
 Both codecs are the ones every WebRTC browser must support (RFC 7742, RFC 7874), and the only ones the
-service negotiates: `send_only_ours` keeps the others out of the answer.
+service negotiates on the transceivers that carry its tracks: `send_only_ours` keeps the others out of the
+answer. (A further m-line of a kind gets a receive-only transceiver from aiortc that sends nothing.)
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ VP8_OPTIONS = {                 # libvpx, through FFmpeg's option names
     "overshoot-pct": "15",
     "undershoot-pct": "100",
 }
-BITRATE_STEP = 2.0              # a new codec when the target bitrate moves by more than this factor
+BITRATE_DOWN = 0.75             # a new codec when the target bitrate falls below this share of the codec's
+BITRATE_UP = 2.0                # or rises above this multiple (aiortc: either way by 10%)
 
 OPUS_BITRATE = 48_000           # mono speech
 OPUS_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)   # the session's audio clock (48 kHz, as Opus)
@@ -61,7 +64,7 @@ class AvatarVp8Encoder(Vp8Encoder):
         if codec is None or frame.width != codec.width or frame.height != codec.height:
             return True
         ratio = self.target_bitrate / codec.bit_rate
-        return not 1 / BITRATE_STEP <= ratio <= BITRATE_STEP
+        return not BITRATE_DOWN <= ratio <= BITRATE_UP
 
     def _open(self, frame: VideoFrame) -> None:
         bitrate = self.target_bitrate

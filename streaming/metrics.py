@@ -97,20 +97,33 @@ THREAD_NUMBER = re.compile(r"(_\d+|-\d+)( \(.*\))?$")   # media_3, Thread-7 (run
 class _ThreadCpu(Collector):
     """CPU seconds of the process's Python threads, summed by pool (the name without its number): the
     media loop, its encoder threads, the render pool, ... Shows whether one thread (the event loop, which holds
-    the interpreter lock for aiortc's Python) is what limits the sessions. Threads that ended are not counted."""
+    the interpreter lock for aiortc's Python) is what limits the sessions. A thread that ended keeps counting
+    with what it had used when last seen, so the counters never go down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[int, tuple[str, float]] = {}     # native id -> (pool, CPU seconds when last read)
+        self._ended: dict[str, float] = {}                # pool -> CPU seconds of its threads that ended
 
     def collect(self) -> Iterable:
-        family = CounterMetricFamily("avatar_thread_cpu_seconds", "CPU seconds of the live Python threads, by pool",
+        family = CounterMetricFamily("avatar_thread_cpu_seconds", "CPU seconds of the Python threads, by pool",
                                      labels=["pool"])
-        pools: dict[str, float] = {}
         tick = os.sysconf("SC_CLK_TCK")
+        live: dict[int, tuple[str, float]] = {}
         for thread in threading.enumerate():
             try:
                 fields = Path(THREAD_STAT.format(native_id=thread.native_id)).read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):          # the thread ended meanwhile
                 continue
-            pool = THREAD_NUMBER.sub("", thread.name)
-            pools[pool] = pools.get(pool, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            live[thread.native_id] = (THREAD_NUMBER.sub("", thread.name), (int(fields[11]) + int(fields[12])) / tick)
+        with self._lock:
+            for native_id, (pool, seconds) in self._seen.items():
+                if native_id not in live:
+                    self._ended[pool] = self._ended.get(pool, 0.0) + seconds
+            self._seen = live
+            pools = dict(self._ended)
+        for pool, seconds in live.values():
+            pools[pool] = pools.get(pool, 0.0) + seconds
         for pool, seconds in sorted(pools.items()):
             family.add_metric([pool], seconds)
         return [family]
