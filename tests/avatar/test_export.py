@@ -142,6 +142,10 @@ def test_captions_option_and_failed_export_leaves_nothing(tmp_path, engine, resp
 
     with pytest.raises(RuntimeError):
         export_dialogue(["hello"], Broken(), engine.performer(), tmp_path / "broken.mp4")
+    # the video encoder fails on its own thread (x264 refuses the preset): the export stops with its reason
+    with pytest.raises(RuntimeError, match="encoding failed"):
+        export_dialogue(["hello", "What is AI?"], responder, engine.performer(), tmp_path / "bad.mp4",
+                        ExportOptions(preset="no-such-preset"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.mp4", "one.vtt", "one.vtt.c2pa"]
     with pytest.raises(ValueError, match="mp4"):
         export_dialogue(["hello"], responder, engine.performer(), tmp_path / "x.avi")
