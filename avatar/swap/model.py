@@ -1,11 +1,17 @@
-"""DeepFaceLab's DF face-swap model in one file: a shared encoder and inter block, one decoder per identity.
+"""DeepFaceLab's two face-swap designs in one file, chosen by the preset's `arch`.
 
-Both identities go through the same encoder and inter block, so the latent code holds pose, expression and
-lighting; each decoder learns to draw its own person from it. Swapping is then: encode a driving (dst) face,
-decode with the subject's (src) decoder. Each decoder also draws a face mask.
+- DF: a shared encoder and inter block, one decoder per identity. Both identities go through the same encoder
+  and inter block, so the latent code holds pose, expression and lighting; each decoder learns to draw its own
+  person from it. Swapping: encode a driving (dst) face, decode with the subject's (src) decoder.
+- LIAE: a shared encoder, one decoder, and two inter blocks: inter_ab sees both identities, inter_b only the
+  driving person. A subject face is drawn from [inter_ab, inter_ab], a driving face from [inter_b, inter_ab];
+  so inter_b holds what is the driving person's own, inter_ab what both share (pose, expression, light).
+  Swapping: a driving face drawn from [inter_ab, inter_ab]. DFL's users find it follows the driving face's
+  expression better than DF and keeps the subject's likeness less well.
 
-Shapes for resolution R (a multiple of 16): encoder [N, 3, R, R] -> [N, 8e * (R/16)^2]; inter -> [N, a, R/8,
-R/8]; decoder -> RGB [N, 3, R, R] and mask [N, 1, R, R], both in [0, 1].
+Every decoder also draws a face mask. Shapes for resolution R (a multiple of 16): encoder [N, 3, R, R] ->
+[N, 8e * (R/16)^2]; inter -> [N, a, R/8, R/8]; decoder ([N, a, ...] for DF, [N, 2a, ...] for LIAE) -> RGB
+[N, 3, R, R] and mask [N, 1, R, R], both in [0, 1].
 """
 from __future__ import annotations
 
@@ -17,6 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+ARCHS = ("df", "liae")
+
+
 class PresetError(ValueError):
     """An unknown swap preset name or an inconsistent preset."""
 
@@ -26,6 +35,7 @@ class SwapPreset:
     """Every setting of one swap training run (stored in its checkpoints; the stored one wins on resume)."""
 
     name: str
+    arch: str = "df"              # "df" or "liae" (see the module's docstring)
     resolution: int = 64          # side of the aligned faces the model sees and draws
     e_dims: int = 64              # encoder channels of the first block (x2 per block, 4 blocks)
     ae_dims: int = 256            # bottleneck width of the inter block
@@ -46,6 +56,8 @@ class SwapPreset:
             raise PresetError(f"resolution must be a multiple of 16 and at least 32, got {self.resolution}")
         if self.checkpoint_every % self.log_every:
             raise PresetError("checkpoint_every must be a multiple of log_every, so that checkpoints fall on log rows")
+        if self.arch not in ARCHS:
+            raise PresetError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.precision not in ("fp32", "bf16"):
             raise PresetError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
@@ -69,6 +81,10 @@ PRESETS = {
     # kernels for its pixel shuffles), so fp32 at 24 channels.
     "cpu64": SwapPreset("cpu64", resolution=64, e_dims=24, ae_dims=128, d_dims=24, d_mask_dims=8,
                         batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500, preview_minutes=5.0),
+    # cpu64 in DFL's LIAE design (measured against DF by bench/swap_quality.py --preset cpu64-liae).
+    "cpu64-liae": SwapPreset("cpu64-liae", arch="liae", resolution=64, e_dims=24, ae_dims=128, d_dims=24,
+                             d_mask_dims=8, batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500,
+                             preview_minutes=5.0),
     # GPU presets: DFL's DF at 128 and 256 px (--device cuda).
     "gpu128": SwapPreset("gpu128", resolution=128, e_dims=64, ae_dims=256, d_dims=64, d_mask_dims=22,
                          batch_size=32, iters=80_000, checkpoint_every=2000, preview_minutes=2.0,
@@ -168,26 +184,46 @@ class Decoder(nn.Module):
 
 
 class SwapModel(nn.Module):
-    """Encoder and inter block shared by both identities; decoder_src draws the subject, decoder_dst the driver."""
+    """DF: encoder and inter block shared by both identities, decoder_src draws the subject and decoder_dst the
+    driver. LIAE: shared encoder and decoder, inter_ab for both identities and inter_b for the driver only."""
 
     def __init__(self, preset: SwapPreset):
         super().__init__()
         lowest = preset.resolution // 16
-        self.resolution = preset.resolution
+        features = preset.e_dims * 8 * lowest * lowest
+        self.resolution, self.arch = preset.resolution, preset.arch
         self.encoder = Encoder(preset.e_dims)
-        self.inter = Inter(preset.e_dims * 8 * lowest * lowest, preset.ae_dims, lowest)
-        self.decoder_src = Decoder(preset.ae_dims, preset.d_dims, preset.d_mask_dims)
-        self.decoder_dst = Decoder(preset.ae_dims, preset.d_dims, preset.d_mask_dims)
+        if preset.arch == "df":
+            self.inter = Inter(features, preset.ae_dims, lowest)
+            self.decoder_src = Decoder(preset.ae_dims, preset.d_dims, preset.d_mask_dims)
+            self.decoder_dst = Decoder(preset.ae_dims, preset.d_dims, preset.d_mask_dims)
+        else:
+            self.inter_ab = Inter(features, preset.ae_dims, lowest)
+            self.inter_b = Inter(features, preset.ae_dims, lowest)
+            self.decoder = Decoder(2 * preset.ae_dims, preset.d_dims, preset.d_mask_dims)
 
-    def code(self, faces: torch.Tensor) -> torch.Tensor:
-        return self.inter(self.encoder(faces))
+    def draw_src(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Faces [N, 3, R, R] drawn as the subject from their shared code: the swap for driving faces, the
+        reconstruction for subject faces. (faces, masks [N, 1, R, R]) in [0, 1]."""
+        x = self.encoder(faces)
+        if self.arch == "df":
+            return self.decoder_src(self.inter(x))
+        shared = self.inter_ab(x)
+        return self.decoder(torch.cat([shared, shared], 1))
+
+    def draw_dst(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Driving faces reconstructed as the driving person."""
+        x = self.encoder(faces)
+        if self.arch == "df":
+            return self.decoder_dst(self.inter(x))
+        return self.decoder(torch.cat([self.inter_b(x), self.inter_ab(x)], 1))
 
     def forward(self, src: torch.Tensor, dst: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstructions of both identities: float [N, 3, R, R] faces in [0, 1] -> faces and masks."""
-        src_rgb, src_mask = self.decoder_src(self.code(src))
-        dst_rgb, dst_mask = self.decoder_dst(self.code(dst))
+        src_rgb, src_mask = self.draw_src(src)
+        dst_rgb, dst_mask = self.draw_dst(dst)
         return {"src": src_rgb, "src_mask": src_mask, "dst": dst_rgb, "dst_mask": dst_mask}
 
     def swap(self, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Driving faces drawn as the subject: (faces [N, 3, R, R], masks [N, 1, R, R]) in [0, 1]."""
-        return self.decoder_src(self.code(dst))
+        return self.draw_src(dst)

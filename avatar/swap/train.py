@@ -153,7 +153,7 @@ class SwapTrainer:
         s = _images(src.images[pick(src)]).to(self.device)
         self.model.eval()
         swapped, mask = self.model.swap(d)
-        recon, _ = self.model.decoder_src(self.model.code(s))
+        recon, _ = self.model.draw_src(s)
         self.model.train()
         rows = [d, swapped.float(), mask.float().expand(-1, 3, -1, -1), s, recon.float()]
         return torch.cat(rows).cpu() * 2 - 1
