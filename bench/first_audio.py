@@ -74,7 +74,7 @@ async def measure(url: str, n: int) -> dict[str, list[float]]:
                 times["first speech packet"].append(packet - sent)
                 for name, seconds in zip(STAGES, stages):
                     times[name].append(seconds)
-            await asyncio.sleep(0.5)                 # silence before the next message (the packet rule needs it)
+            await asyncio.sleep(1.0)                 # silence before the next message (the packet rule needs it)
     finally:
         await probe.close()
     return times

@@ -49,7 +49,7 @@ class Received:
 
     def first_speech_packet(self, since: float, quiet_for: float = 0.3) -> float | None:
         """Arrival time of the first audio packet after `since` larger than any in the `quiet_for` seconds before
-        it (which must be silent): Opus codes silence in 3 bytes and speech in hundreds (this is before the
+        it (which must be silent): Opus codes silence in 3 bytes and 10 ms of speech in tens (this is before the
         client's jitter buffer)."""
         quiet = [size for t, size in self.audio_packets if since - quiet_for <= t < since]
         if not quiet:
@@ -139,7 +139,7 @@ class AvatarProbe:
 
     def _watch_packets(self, receiver) -> None:
         """Record when each audio RTP packet reaches this client, and its size, before the jitter buffer holds
-        it (aiortc's audio receiver releases a packet once 4 more have come: 80 ms of 20-ms packets)."""
+        it (aiortc's audio receiver releases a packet once 4 more have come: 40 ms of the service's 10-ms packets)."""
         handle = receiver._handle_rtp_packet
 
         async def handle_rtp_packet(packet, arrival_time_ms: int) -> None:

@@ -21,11 +21,10 @@ from av.packet import Packet
 
 from avatar.render import I420Frames
 from avatar.types import FPS, SAMPLE_RATE
-from streaming.codecs import OpusPackets
+from streaming.codecs import OPUS_FRAME, OpusPackets
 from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, Timeline
 
-AUDIO_CHUNK = SAMPLE_RATE // 50                  # 20 ms: 960 samples
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 MAX_LAG = 0.25                                   # seconds behind schedule before a track skips ahead
@@ -92,7 +91,8 @@ class EncoderFrames:
 
 
 class AvatarAudioTrack(MediaStreamTrack):
-    """20 ms Opus packets of 48 kHz mono speech: the placed utterance's samples, silence elsewhere.
+    """10 ms Opus packets of 48 kHz mono speech: the placed utterance's samples, silence elsewhere, each sent
+    when its first sample is due.
 
     The track encodes its own frames (streaming/codecs.py): aiortc sends packets as they are.
     """
@@ -115,13 +115,13 @@ class AvatarAudioTrack(MediaStreamTrack):
         n = self._next
         behind = self._clock.elapsed() - n / SAMPLE_RATE
         if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
-            n = int(self._clock.elapsed() * SAMPLE_RATE) // AUDIO_CHUNK * AUDIO_CHUNK
+            n = int(self._clock.elapsed() * SAMPLE_RATE) // OPUS_FRAME * OPUS_FRAME
         await self._clock.sleep_until(n / SAMPLE_RATE)
         start = time.thread_time()
-        packet = self._opus.packet(self._timeline.audio(n, AUDIO_CHUNK), n)
+        packet = self._opus.packet(self._timeline.audio(n, OPUS_FRAME), n)
         if self._on_encode is not None:
             self._on_encode(time.thread_time() - start)
-        self._next = n + AUDIO_CHUNK
+        self._next = n + OPUS_FRAME
         return packet
 
 

@@ -1,7 +1,7 @@
 """The service's own encoders (streaming/codecs.py): what they send decodes to what went in.
 
-Opus: a reused silent frame is the very packet the encoder would have made, and speech after a reused
-silence comes through as well as when every frame is encoded. VP8: keyframes when asked, a new codec only
+Opus: 10 ms packets; a reused silent frame is the very packet the encoder would have made, and speech after a
+reused silence comes through as well as when every frame is encoded. VP8: keyframes when asked, a new codec only
 when the bitrate falls by a quarter or doubles, and frames that decode close to the source.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from aiortc.codecs.vpx import vp8_depayload
 
 from avatar.types import SAMPLE_RATE
-from streaming.codecs import SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
+from streaming.codecs import OPUS_FRAME, SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
 
 CHUNK = SAMPLE_RATE // 50
 
@@ -45,26 +45,35 @@ def test_opus_reuses_the_settled_silence_packet_and_speech_after_it_decodes_as_w
     speech = speechlike(1.0)
     silence = np.zeros(2 * SAMPLE_RATE, np.int16)
     audio = np.concatenate([silence[:CHUNK * 5], speech, silence, speech, silence[:CHUNK * 20]])
+    frames = range(0, audio.size, OPUS_FRAME)
     opus, packets, reused = OpusPackets(), [], []
-    for n in range(0, audio.size, CHUNK):
+    for n in frames:
         encoded = opus.encoded
-        packets.append(opus.packet(audio[n:n + CHUNK], n))
+        packets.append(opus.packet(audio[n:n + OPUS_FRAME], n))
         if opus.encoded == encoded:
-            reused.append(n // CHUNK)
-    assert [p.pts for p in packets] == list(range(0, audio.size, CHUNK))       # stamped in samples
+            reused.append(n // OPUS_FRAME)
+    assert [p.pts for p in packets] == list(frames)                              # 10 ms each, stamped in samples
     assert all(p.time_base == fractions.Fraction(1, SAMPLE_RATE) for p in packets)
-    # every frame with sound is encoded; of each silent run, all but the first frames are reused
-    assert not any(audio[k * CHUNK:(k + 1) * CHUNK].any() for k in reused)
-    assert len(reused) == (100 - SILENT_FRAMES_TO_SETTLE) + (20 - SILENT_FRAMES_TO_SETTLE)
+    # every frame with sound is encoded; of each silent run after sound, all but its first frames are reused
+    assert not any(audio[k * OPUS_FRAME:(k + 1) * OPUS_FRAME].any() for k in reused)
+    runs = [(5 + 50) * CHUNK, (5 + 50 + 100 + 50) * CHUNK]                      # where the silent runs start
+    counted = 0
+    for r, length in zip(runs, (2 * SAMPLE_RATE, 20 * CHUNK)):
+        in_run = [k for k in reused if r <= k * OPUS_FRAME < r + length]
+        assert SILENT_FRAMES_TO_SETTLE <= length // OPUS_FRAME - len(in_run) <= SILENT_FRAMES_TO_SETTLE + 8
+        assert in_run == list(range(in_run[0], (r + length) // OPUS_FRAME))    # reused to the end of the run
+        counted += len(in_run)
+    assert counted == len(reused)                     # none in the 50 ms before the first sound: too short
 
     class EncodeAll(OpusPackets):      # the same stream with every frame through the encoder
         def packet(self, samples, n):
             self._silence = None
             return super().packet(samples, n)
     every = EncodeAll()
-    reference = [every.packet(audio[n:n + CHUNK], n) for n in range(0, audio.size, CHUNK)]
+    reference = [every.packet(audio[n:n + OPUS_FRAME], n) for n in frames]
     assert all(bytes(packets[k]) == bytes(reference[k]) for k in reused)       # what the encoder would send
-    assert [bytes(p) for p in packets[:155]] == [bytes(p) for p in reference[:155]]
+    first_sound_after = runs[0] // OPUS_FRAME + 2 * SAMPLE_RATE // OPUS_FRAME
+    assert [bytes(p) for p in packets[:first_sound_after]] == [bytes(p) for p in reference[:first_sound_after]]
 
     ours, encoded_all = decode_opus(packets), decode_opus(reference)
     assert ours.size == audio.size
@@ -73,8 +82,13 @@ def test_opus_reuses_the_settled_silence_packet_and_speech_after_it_decodes_as_w
     assert heard > 0.75 and heard > correlation_after_delay(audio, encoded_all, after_silence, speech.size) - 0.03
     onset = correlation_after_delay(audio, ours, after_silence, 2 * CHUNK)      # its first 40 ms
     assert onset > 0.75
-    quiet = ours[(5 + 50) * CHUNK + 312 + CHUNK:after_silence]
+    quiet = ours[(5 + 50) * CHUNK + 312 + 2 * CHUNK:after_silence]        # after the encoder's 40 ms of ringing
     assert np.abs(quiet).max() < 50                                              # silence stays silent
+
+
+def test_opus_takes_10_ms_frames_only() -> None:
+    with pytest.raises(ValueError, match="480 samples"):
+        OpusPackets().packet(np.zeros(2 * OPUS_FRAME, np.int16), 0)
 
 
 def moving_frames(count: int, size: int = 512) -> list[np.ndarray]:
