@@ -10,10 +10,10 @@ is digital silence. So:
   (with its keyframe) only when the bitrate aiortc asks for (from the receiver's estimate) falls by a quarter
   or doubles; aiortc starts one at every 10% move.
 - `OpusPackets`: the audio track encodes its own frames (mono, 48 kbit/s) and hands aiortc packets, which it
-  sends as they are. It sends 10 ms packets: a receiver's jitter buffer that waits for a fixed number of
-  packets (aiortc's waits for 4) then holds 40 ms of audio, not 80. A silent frame is sent as the encoder's
-  steady silence packet without encoding it. (20 ms packets of silence between 10 ms ones of sound halve the
-  packets of an idle session, but measured 25 ms later first audio at an aiortc client.)
+  sends as they are. Sound goes out in 10 ms packets: a receiver's jitter buffer that waits for a fixed
+  number of packets (aiortc's waits for 4) then holds 40 ms of it, not 80. Settled silence goes out in 20 ms
+  packets holding the encoder's steady silent frame twice, without encoding anything: half the packets of an
+  idle session (aiortc's sending and the receiver's work are per packet).
 
 Both codecs are the ones every WebRTC browser must support (RFC 7742, RFC 7874), and the only ones the
 service negotiates on the transceivers that carry its tracks: `send_only_ours` keeps the others out of the
@@ -51,8 +51,16 @@ BITRATE_DOWN = 0.75             # a new codec when the target bitrate falls belo
 BITRATE_UP = 2.0                # or rises above this multiple (aiortc: either way by 10%)
 
 OPUS_BITRATE = 48_000           # mono speech
+OPUS_OPTIONS = {                # libopus, through FFmpeg's option names
+    # CELT only: 2.5 ms of look-ahead (6.5 ms in the voip mode), half the CPU, and digital silence settles
+    # into 3-byte frames (in the voip mode, 10 ms frames of silence after speech stay 33-byte hybrid frames)
+    "application": "lowdelay",
+    "vbr": "constrained",       # near the bit rate (unconstrained CELT took 84 kbit/s of speech)
+    "frame_duration": "10",     # ms: OPUS_FRAME
+}
 OPUS_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)   # the session's audio clock (48 kHz, as Opus)
-OPUS_FRAME = SAMPLE_RATE // 100    # 10 ms: the samples of one packet
+OPUS_FRAME = SAMPLE_RATE // 100    # 10 ms: the samples of one encoded frame
+SILENCE_PACKET = 2 * OPUS_FRAME     # 20 ms: the samples of one packet of settled silence
 SILENT_FRAMES_TO_SETTLE = 16    # silent frames encoded after sound before the silence frame may be reused
 
 
@@ -104,7 +112,9 @@ def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> Packet:
 
 
 class OpusPackets:
-    """10 ms frames of 48 kHz mono s16 samples in, Opus packets out, stamped with their first sample's time."""
+    """48 kHz mono s16 samples in, Opus packets out, stamped with their first sample's time: 10 ms of sound
+    (OPUS_FRAME samples) encoded into one packet, or, once the encoder's silence has settled, 10 or 20 ms of
+    silence (SILENCE_PACKET samples: its steady silent frame twice, RFC 6716 code 1) without encoding."""
 
     def __init__(self) -> None:
         self._codec = av.CodecContext.create("libopus", "w")
@@ -113,14 +123,24 @@ class OpusPackets:
         self._codec.layout = "mono"
         self._codec.sample_rate = SAMPLE_RATE
         self._codec.time_base = OPUS_TIME_BASE
-        self._codec.options = {"application": "voip", "frame_duration": str(1000 * OPUS_FRAME // SAMPLE_RATE)}
+        self._codec.options = OPUS_OPTIONS
         self._silent_run = 0                # silent frames encoded since the last sound
         self._last = b""                    # the last packet encoded
         self._silence: bytes | None = None  # the encoder's packet for a silent frame, once settled
         self.encoded = 0                    # frames that went through the encoder
 
+    @property
+    def silence_settled(self) -> bool:
+        """Whether silence is now sent without encoding (and may go in SILENCE_PACKET samples at a time)."""
+        return self._silence is not None
+
     def packet(self, samples: np.ndarray, n: int) -> Packet:
-        """The packet for `samples` (int16, OPUS_FRAME of them) starting at sample `n` of the session."""
+        """The packet for `samples` (int16: OPUS_FRAME samples, or SILENCE_PACKET silent ones when
+        `silence_settled`) starting at sample `n` of the session."""
+        if len(samples) == SILENCE_PACKET:
+            if samples.any() or self._silence is None:
+                raise ValueError("a 20 ms packet is only for settled silence")
+            return _packet(bytes([self._silence[0] | 1]) + self._silence[1:] * 2, n, OPUS_TIME_BASE)
         if len(samples) != OPUS_FRAME:
             raise ValueError(f"expected {OPUS_FRAME} samples (10 ms), got {len(samples)}")
         silent = not samples.any()
@@ -138,6 +158,8 @@ class OpusPackets:
         self._silent_run = self._silent_run + 1 if silent else 0
         # settled: enough silent frames, and the encoder's output has stopped changing
         if silent and self._silent_run >= SILENT_FRAMES_TO_SETTLE and data == self._last:
+            if data[0] & 0b11:
+                raise RuntimeError("the Opus encoder's silent packet holds more than one frame")
             self._silence = data
         elif not silent:
             self._silence = None

@@ -161,12 +161,16 @@ class Timeline:
                     return int(segment.utterance.frame_indices[k - segment.start_frame])
             return HOLD
 
-    def audio(self, n: int, count: int) -> np.ndarray:
-        """Samples n .. n+count as int16: the reply's segments where they overlap, silence elsewhere."""
+    def audio(self, n: int, count: int, quiet_count: int | None = None) -> np.ndarray:
+        """Samples n .. n+count as int16: the reply's segments where they overlap, silence elsewhere. With
+        `quiet_count`: samples n .. n+quiet_count instead when no segment overlaps those (all silence)."""
         with self._lock:
-            self._next_sample = max(self._next_sample, n + count)
             p = self._placement
             segments = list(p.segments) if p is not None else []
+            if quiet_count is not None and not any(s.start_sample < n + quiet_count and n < s.end_sample
+                                                   for s in segments):
+                count = quiet_count
+            self._next_sample = max(self._next_sample, n + count)
         out = np.zeros(count, np.int16)
         for segment in segments:
             samples = segment.utterance.speech.audio.samples

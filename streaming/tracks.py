@@ -21,7 +21,7 @@ from av.packet import Packet
 
 from avatar.render import I420Frames
 from avatar.types import FPS, SAMPLE_RATE
-from streaming.codecs import OPUS_FRAME, OpusPackets
+from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, OpusPackets
 from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, Timeline
 
@@ -91,8 +91,10 @@ class EncoderFrames:
 
 
 class AvatarAudioTrack(MediaStreamTrack):
-    """10 ms Opus packets of 48 kHz mono speech: the placed utterance's samples, silence elsewhere, each sent
-    when its first sample is due.
+    """Opus packets of 48 kHz mono speech: the placed utterance's samples, silence elsewhere. Sound goes in
+    10 ms packets, each sent when its first sample is due. Settled silence goes in 20 ms packets, each sent
+    when its second half is due: so what has been handed out never reaches further ahead than a 10 ms packet
+    would, and a reply is placed as early as with 10 ms packets only.
 
     The track encodes its own frames (streaming/codecs.py): aiortc sends packets as they are.
     """
@@ -116,12 +118,14 @@ class AvatarAudioTrack(MediaStreamTrack):
         behind = self._clock.elapsed() - n / SAMPLE_RATE
         if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
             n = int(self._clock.elapsed() * SAMPLE_RATE) // OPUS_FRAME * OPUS_FRAME
-        await self._clock.sleep_until(n / SAMPLE_RATE)
+        quiet = self._opus.silence_settled
+        await self._clock.sleep_until((n + OPUS_FRAME if quiet else n) / SAMPLE_RATE)
         start = time.thread_time()
-        packet = self._opus.packet(self._timeline.audio(n, OPUS_FRAME), n)
+        samples = self._timeline.audio(n, OPUS_FRAME, SILENCE_PACKET if quiet else None)
+        packet = self._opus.packet(samples, n)
         if self._on_encode is not None:
             self._on_encode(time.thread_time() - start)
-        self._next = n + OPUS_FRAME
+        self._next = n + len(samples)
         return packet
 
 

@@ -1,7 +1,7 @@
 """The service's own encoders (streaming/codecs.py): what they send decodes to what went in.
 
-Opus: 10 ms packets; a reused silent frame is the very packet the encoder would have made, and speech after a
-reused silence comes through as well as when every frame is encoded. VP8: keyframes when asked, a new codec only
+Opus: sound in 10 ms packets; settled silence in 20 ms packets of the very frame the encoder would have made,
+twice; speech after a reused silence comes through as well as when every frame is encoded. VP8: keyframes when asked, a new codec only
 when the bitrate falls by a quarter or doubles, and frames that decode close to the source.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from aiortc.codecs.vpx import vp8_depayload
 
 from avatar.types import SAMPLE_RATE
-from streaming.codecs import OPUS_FRAME, SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
+from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
 
 CHUNK = SAMPLE_RATE // 50
 
@@ -36,59 +36,80 @@ def decode_opus(packets: list[av.Packet]) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+DELAY = 120                     # libopus' look-ahead in its low-delay (CELT) mode: 2.5 ms, in samples
+
+
 def correlation_after_delay(audio: np.ndarray, decoded: np.ndarray, start: int, size: int) -> float:
-    delay = 312                                                   # libopus' look-ahead, in samples
-    return float(np.corrcoef(audio[start:start + size], decoded[start + delay:start + delay + size])[0, 1])
+    return float(np.corrcoef(audio[start:start + size], decoded[start + DELAY:start + DELAY + size])[0, 1])
 
 
-def test_opus_reuses_the_settled_silence_packet_and_speech_after_it_decodes_as_well() -> None:
+def stream(opus: OpusPackets, audio: np.ndarray) -> list[av.Packet]:
+    """Packets as the audio track makes them: 10 ms of sound, or 20 ms of silence once it has settled."""
+    packets, n = [], 0
+    while n < audio.size:
+        window = audio[n:n + SILENCE_PACKET]
+        quiet = opus.silence_settled and len(window) == SILENCE_PACKET and not window.any()
+        samples = window if quiet else audio[n:n + OPUS_FRAME]
+        packets.append(opus.packet(samples, n))
+        n += len(samples)
+    return packets
+
+
+def test_opus_reuses_the_settled_silence_frame_and_speech_after_it_decodes_as_well() -> None:
     speech = speechlike(1.0)
     silence = np.zeros(2 * SAMPLE_RATE, np.int16)
     audio = np.concatenate([silence[:CHUNK * 5], speech, silence, speech, silence[:CHUNK * 20]])
-    frames = range(0, audio.size, OPUS_FRAME)
-    opus, packets, reused = OpusPackets(), [], []
-    for n in frames:
-        encoded = opus.encoded
-        packets.append(opus.packet(audio[n:n + OPUS_FRAME], n))
-        if opus.encoded == encoded:
-            reused.append(n // OPUS_FRAME)
-    assert [p.pts for p in packets] == list(frames)                              # 10 ms each, stamped in samples
+    opus = OpusPackets()
+    packets = stream(opus, audio)
+    starts = [p.pts for p in packets]
+    sizes = np.diff(starts + [audio.size])
+    assert starts[0] == 0 and set(sizes) == {OPUS_FRAME, SILENCE_PACKET}           # stamped in samples
     assert all(p.time_base == fractions.Fraction(1, SAMPLE_RATE) for p in packets)
-    # every frame with sound is encoded; of each silent run after sound, all but its first frames are reused
-    assert not any(audio[k * OPUS_FRAME:(k + 1) * OPUS_FRAME].any() for k in reused)
-    runs = [(5 + 50) * CHUNK, (5 + 50 + 100 + 50) * CHUNK]                      # where the silent runs start
+    reused = [k for k, size in enumerate(sizes) if size == SILENCE_PACKET]
+    # sound always goes in 10 ms packets; each silent run after sound is reused to its end once settled
+    assert not any(audio[starts[k]:starts[k] + SILENCE_PACKET].any() for k in reused)
+    assert opus.encoded == len(packets) - len(reused)
+    runs = [((5 + 50) * CHUNK, 2 * SAMPLE_RATE), ((5 + 50 + 100 + 50) * CHUNK, 20 * CHUNK)]   # (start, length)
     counted = 0
-    for r, length in zip(runs, (2 * SAMPLE_RATE, 20 * CHUNK)):
-        in_run = [k for k in reused if r <= k * OPUS_FRAME < r + length]
-        assert SILENT_FRAMES_TO_SETTLE <= length // OPUS_FRAME - len(in_run) <= SILENT_FRAMES_TO_SETTLE + 8
-        assert in_run == list(range(in_run[0], (r + length) // OPUS_FRAME))    # reused to the end of the run
+    for r, length in runs:
+        in_run = [k for k in reused if r <= starts[k] < r + length]
+        settled_at = starts[in_run[0]]
+        assert SILENT_FRAMES_TO_SETTLE * OPUS_FRAME <= settled_at - r <= (SILENT_FRAMES_TO_SETTLE + 40) * OPUS_FRAME
+        assert [starts[k] for k in in_run] == list(range(settled_at, r + length - SILENCE_PACKET + 1, SILENCE_PACKET))
         counted += len(in_run)
-    assert counted == len(reused)                     # none in the 50 ms before the first sound: too short
+    assert counted == len(reused)                      # none in the 50 ms before the first sound: too short
 
-    class EncodeAll(OpusPackets):      # the same stream with every frame through the encoder
+    class EncodeAll(OpusPackets):      # the same audio with every 10 ms frame through the encoder
+        silence_settled = False
+
         def packet(self, samples, n):
             self._silence = None
             return super().packet(samples, n)
-    every = EncodeAll()
-    reference = [every.packet(audio[n:n + OPUS_FRAME], n) for n in frames]
-    assert all(bytes(packets[k]) == bytes(reference[k]) for k in reused)       # what the encoder would send
-    first_sound_after = runs[0] // OPUS_FRAME + 2 * SAMPLE_RATE // OPUS_FRAME
-    assert [bytes(p) for p in packets[:first_sound_after]] == [bytes(p) for p in reference[:first_sound_after]]
+    reference = stream(EncodeAll(), audio)
+    by_start = {p.pts: bytes(p) for p in reference}
+    for k in reused:                   # the encoder's own silent frame, twice
+        one = by_start[starts[k]]
+        assert by_start[starts[k] + OPUS_FRAME] == one and bytes(packets[k]) == bytes([one[0] | 1]) + one[1:] * 2
+    assert [bytes(p) for p in packets[:reused[0]]] == [bytes(p) for p in reference[:reused[0]]]
 
     ours, encoded_all = decode_opus(packets), decode_opus(reference)
-    assert ours.size == audio.size
+    assert ours.size == encoded_all.size == audio.size
     after_silence = (5 + 50 + 100) * CHUNK
+    assert np.array_equal(ours[:after_silence], encoded_all[:after_silence])   # reused frames decode alike
     heard = correlation_after_delay(audio, ours, after_silence, speech.size)
     assert heard > 0.75 and heard > correlation_after_delay(audio, encoded_all, after_silence, speech.size) - 0.03
     onset = correlation_after_delay(audio, ours, after_silence, 2 * CHUNK)      # its first 40 ms
     assert onset > 0.75
-    quiet = ours[(5 + 50) * CHUNK + 312 + 2 * CHUNK:after_silence]        # after the encoder's 40 ms of ringing
+    quiet = ours[(5 + 50) * CHUNK + DELAY + 2 * CHUNK:after_silence]        # after the encoder's 40 ms of ringing
     assert np.abs(quiet).max() < 50                                              # silence stays silent
 
 
-def test_opus_takes_10_ms_frames_only() -> None:
+def test_opus_refuses_a_long_packet_of_sound_or_of_unsettled_silence() -> None:
+    opus = OpusPackets()
+    with pytest.raises(ValueError, match="settled silence"):
+        opus.packet(np.zeros(SILENCE_PACKET, np.int16), 0)
     with pytest.raises(ValueError, match="480 samples"):
-        OpusPackets().packet(np.zeros(2 * OPUS_FRAME, np.int16), 0)
+        opus.packet(np.zeros(3 * OPUS_FRAME, np.int16), 0)
 
 
 def moving_frames(count: int, size: int = 512) -> list[np.ndarray]:

@@ -76,3 +76,15 @@ def test_an_utterance_may_start_on_the_frame_decided_ahead() -> None:
     generation = timeline.generation
     assert timeline.place(utterance(SAMPLE_RATE // 2)).start_frame == 7   # nothing decided ahead: no re-render
     assert timeline.generation == generation
+
+
+def test_a_quiet_read_is_longer_only_where_no_speech_lies_and_counts_as_handed_out() -> None:
+    timeline = Timeline()
+    assert len(timeline.audio(0, 480, quiet_count=960)) == 960                   # nothing placed: 20 ms
+    placement = timeline.place(utterance(SAMPLES_PER_FRAME * 3))
+    assert placement.start_sample >= 960                                        # after what was handed out
+    short = timeline.audio(placement.start_sample - 480, 480, quiet_count=960)  # speech within the 20 ms
+    assert len(short) == 480 and not short.any()
+    first = timeline.audio(placement.start_sample, 480, quiet_count=960)
+    assert len(first) == 480 and (first == placement.segments[0].utterance.speech.audio.samples[:480]).all()
+    assert len(timeline.audio(placement.end_sample, 480, quiet_count=960)) == 960   # after it: 20 ms again
