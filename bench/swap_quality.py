@@ -1,7 +1,7 @@
 """Benchmark: quality of the face swap on the shared footage, and the paper's comparison of src face sets.
 
     .venv/bin/python bench/swap_quality.py [--iters 3000] [--n 1000] [--every 1] [--gan-faces FACES]
-                                           [--sets gan,random,monotone] [--frames N] [--preset cpu64]
+                                           [--sets gan,random,monotone,self] [--frames N] [--preset cpu64]
                                            [--out var/bench/swap_quality]
 
 Each src set trains its own fresh swap run (`--preset`, the same budget of --iters steps each) with
@@ -17,7 +17,8 @@ dst = driving_B, then the run is applied to driving_B and the output is measured
 The src sets (the paper's comparison, left as future work there): "gan" = --gan-faces (the GAN's selected varied
 faces from `avatar synth sample`), "random" = --n real subject_A frames at random, "monotone" = the --n most
 monotone real frames (nearest the medoid expression). Real frames are prepared at 64 px (every --every-th
-frame, cached in var/bench/).
+frame, cached in var/bench/). "self" is a reference, not a swap: the driving face itself, shrunk to the
+preset's resolution and back, merged like a swap: the best the motion figures can be at that resolution.
 Writes results.json, strip-SET.png (driving frames above swapped ones) and side_by_side-SET.mp4 under --out.
 """
 from __future__ import annotations
@@ -33,11 +34,13 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from avatar.swap.data import SCAN_FILE, read_frames
 from avatar.swap.merge import MergeOptions
+from avatar.swap.model import get_preset
 from avatar.swap.predictor import SwapFaceModel, load_swap_model
 from avatar.swap.quality import mean_embedding, measure, strip
 from avatar.swap.train import SwapTrainOptions, run_swap_training
@@ -71,13 +74,24 @@ def real_face_sets(n: int, every: int, out: Path) -> dict[str, Path]:
     return folders
 
 
+def through_resolution(resolution: int):
+    """A predictor that returns the aligned driving faces themselves, shrunk to `resolution` and back, with a
+    full mask: the reference set "self"."""
+    def predict(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = faces.shape[1]
+        small = [cv2.resize(f, (resolution, resolution), interpolation=cv2.INTER_AREA) for f in faces]
+        out = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in small])
+        return out, np.ones(faces.shape[:3], np.float32)
+    return predict
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=3000, help="training steps per src set (default 3000)")
     parser.add_argument("--n", type=int, default=1000, help="faces per real src set (default 1000)")
     parser.add_argument("--every", type=int, default=1, help="real frames: every K-th frame of subject_A")
     parser.add_argument("--gan-faces", type=Path, default=None, help="FACES folder from `avatar synth sample`")
-    parser.add_argument("--sets", default="gan,random,monotone")
+    parser.add_argument("--sets", default="gan,random,monotone", help="any of gan, random, monotone, self")
     parser.add_argument("--frames", type=int, default=None, help="only the first N frames of driving_B")
     parser.add_argument("--preset", default="cpu64")
     parser.add_argument("--threads", type=int, default=2)
@@ -100,18 +114,25 @@ def main(argv: list[str] | None = None) -> int:
     driver = mean_embedding(f for i, f in enumerate(read_frames(DRIVING)) if i % 10 == 0)
     driving = list(read_frames(DRIVING, args.frames))
     results = {}
+    if "self" in wanted:
+        sets["self"] = None
     for name, faces in sets.items():
         run = args.out / f"run-{name}"
         shutil.rmtree(run, ignore_errors=True)
         t0 = time.perf_counter()
-        run_swap_training(SwapTrainOptions(faces, DRIVING, run, preset=args.preset, iters=args.iters))
-        predictor = SwapFaceModel.from_run(run)
-        iters = load_swap_model(run)[2]
-        entry = {"faces": str(faces), "iterations": iters, "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
+        if faces is None:
+            predictor = through_resolution(get_preset(args.preset).resolution)
+            reuse = tuple(args.out.glob(f"run-*/{SCAN_FILE}"))       # another set's scan of driving_B
+            entry = {"faces": "the driving faces themselves", "iterations": 0, "train_minutes": 0.0}
+        else:
+            run_swap_training(SwapTrainOptions(faces, DRIVING, run, preset=args.preset, iters=args.iters))
+            predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
+            entry = {"faces": str(faces), "iterations": load_swap_model(run)[2],
+                     "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
         for smoothing in ("on", "off"):
             options = MergeOptions() if smoothing == "on" else MergeOptions(landmark_sigma=0, colour_sigma=0)
             swapped = swap_clip(DRIVING, predictor, run / "scans" / "driving_B.npz", args.frames, options,
-                                reuse=(run / SCAN_FILE,))
+                                reuse=reuse)
             frames = held_frames(swapped, len(driving))
             usable = swapped.scan.usable[: len(driving)]
             entry[f"smoothing_{smoothing}"] = measure(frames, driving, swapped.scan.landmarks[: len(driving)],
