@@ -7,7 +7,9 @@
   driving person. A subject face is drawn from [inter_ab, inter_ab], a driving face from [inter_b, inter_ab];
   so inter_b holds what is the driving person's own, inter_ab what both share (pose, expression, light).
   Swapping: a driving face drawn from [inter_ab, inter_ab]. DFL's users find it follows the driving face's
-  expression better than DF and keeps the subject's likeness less well.
+  expression better than DF and keeps the subject's likeness less well. Here each inter block draws ae_dims
+  channels (DFL's draw 2 x ae_dims), so the decoder's input is 2 x ae_dims: LIAE and DF at the same preset
+  widths cost about the same, which is what bench/swap_quality.py compares.
 
 Every decoder also draws a face mask. Shapes for resolution R (a multiple of 16): encoder [N, 3, R, R] ->
 [N, 8e * (R/16)^2]; inter -> [N, a, R/8, R/8]; decoder ([N, a, ...] for DF, [N, 2a, ...] for LIAE) -> RGB

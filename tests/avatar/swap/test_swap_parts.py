@@ -41,6 +41,23 @@ def test_presets_round_trip_and_refuse_bad_values():
         get_preset("huge")
     with pytest.raises(PresetError, match="multiple of 16"):
         SwapPreset("bad", resolution=40)
+    with pytest.raises(PresetError, match="arch must be"):
+        SwapPreset("bad", arch="xyz")
+    stored = preset.to_dict()
+    del stored["arch"]                                   # checkpoints written before LIAE existed
+    assert SwapPreset.from_dict(stored).arch == "df" and hasattr(SwapModel(SwapPreset.from_dict(stored)), "inter")
+
+
+def test_liae_swaps_through_the_shared_inter_block_only():
+    model = SwapModel(replace(get_preset("smoke"), arch="liae"))
+    x = torch.rand(2, 3, 32, 32)
+    before, _ = model.swap(x)
+    with torch.no_grad():
+        for p in model.inter_b.parameters():
+            p.add_(1.0)
+    after, _ = model.swap(x)
+    assert torch.equal(before, after)                    # the driving person's own block plays no part
+    assert not torch.equal(model(x, x)["dst"], model(x, x)["src"])   # ...but it does in their reconstruction
 
 
 def _batch(n: int, r: int, seed: int) -> dict[str, torch.Tensor]:
