@@ -49,8 +49,8 @@ class Received:
 
     def first_speech_packet(self, since: float, quiet_for: float = 0.3) -> float | None:
         """Arrival time of the first audio packet after `since` larger than any in the `quiet_for` seconds before
-        it (which must be silent): Opus codes silence in 3 bytes and 10 ms of speech in tens (this is before the
-        client's jitter buffer)."""
+        it (which must be silent): the service's silence packets are 3 or 5 bytes, 10 ms of speech tens (this is
+        before the client's jitter buffer)."""
         quiet = [size for t, size in self.audio_packets if since - quiet_for <= t < since]
         if not quiet:
             return None

@@ -54,6 +54,7 @@ OPUS_BITRATE = 48_000           # mono speech
 OPUS_OPTIONS = {                # libopus, through FFmpeg's option names
     # CELT only: 2.5 ms of look-ahead (6.5 ms in the voip mode), half the CPU, and digital silence settles
     # into 3-byte frames (in the voip mode, 10 ms frames of silence after speech stay 33-byte hybrid frames)
+    # (CELT has no in-band FEC, SILK's loss protection: lost packets are concealed, not recovered)
     "application": "lowdelay",
     "vbr": "constrained",       # near the bit rate (unconstrained CELT took 84 kbit/s of speech)
     "frame_duration": "10",     # ms: OPUS_FRAME
@@ -156,10 +157,9 @@ class OpusPackets:
         self.encoded += 1
         data = bytes(packets[0])
         self._silent_run = self._silent_run + 1 if silent else 0
-        # settled: enough silent frames, and the encoder's output has stopped changing
-        if silent and self._silent_run >= SILENT_FRAMES_TO_SETTLE and data == self._last:
-            if data[0] & 0b11:
-                raise RuntimeError("the Opus encoder's silent packet holds more than one frame")
+        # settled: enough silent frames, the encoder's output has stopped changing, and it is one frame (so
+        # that it can be sent twice in a 20 ms packet)
+        if silent and self._silent_run >= SILENT_FRAMES_TO_SETTLE and data == self._last and not data[0] & 0b11:
             self._silence = data
         elif not silent:
             self._silence = None

@@ -44,7 +44,7 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS, registry=self.registry)
         self.frame_seconds = Histogram("avatar_frame_seconds",
                                        "CPU seconds per media frame: render (and convert) a video frame, encode "
-                                       "a video frame (VP8), encode a 20 ms audio frame (Opus)",
+                                       "a video frame (VP8), make an audio packet (Opus: 10 ms of sound encoded, or silence reused)",
                                        ["stage"], buckets=FRAME_BUCKETS, registry=self.registry)
         self.sessions: Callable[[], Iterable[dict]] = lambda: ()
         self.registry.register(_LiveSessions(lambda: self.sessions()))

@@ -161,6 +161,15 @@ class Timeline:
                     return int(segment.utterance.frame_indices[k - segment.start_frame])
             return HOLD
 
+    def quiet_ahead(self, n: int, count: int, quiet_count: int) -> bool:
+        """Whether no segment overlaps samples n .. n+quiet_count; either way samples n .. n+count count as
+        handed out (so a reply placed from now on starts after them)."""
+        with self._lock:
+            self._next_sample = max(self._next_sample, n + count)
+            p = self._placement
+            segments = list(p.segments) if p is not None else []
+            return not any(s.start_sample < n + quiet_count and n < s.end_sample for s in segments)
+
     def audio(self, n: int, count: int, quiet_count: int | None = None) -> np.ndarray:
         """Samples n .. n+count as int16: the reply's segments where they overlap, silence elsewhere. With
         `quiet_count`: samples n .. n+quiet_count instead when no segment overlaps those (all silence)."""

@@ -94,7 +94,8 @@ class AvatarAudioTrack(MediaStreamTrack):
     """Opus packets of 48 kHz mono speech: the placed utterance's samples, silence elsewhere. Sound goes in
     10 ms packets, each sent when its first sample is due. Settled silence goes in 20 ms packets, each sent
     when its second half is due: so what has been handed out never reaches further ahead than a 10 ms packet
-    would, and a reply is placed as early as with 10 ms packets only.
+    would, and a reply is placed as early as with 10 ms packets only. When a 20 ms packet is due to start,
+    the track first checks that no reply lies in it; if one does, the packet is 10 ms, sent at once.
 
     The track encodes its own frames (streaming/codecs.py): aiortc sends packets as they are.
     """
@@ -118,8 +119,10 @@ class AvatarAudioTrack(MediaStreamTrack):
         behind = self._clock.elapsed() - n / SAMPLE_RATE
         if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
             n = int(self._clock.elapsed() * SAMPLE_RATE) // OPUS_FRAME * OPUS_FRAME
-        quiet = self._opus.silence_settled
-        await self._clock.sleep_until((n + OPUS_FRAME if quiet else n) / SAMPLE_RATE)
+        await self._clock.sleep_until(n / SAMPLE_RATE)
+        quiet = self._opus.silence_settled and self._timeline.quiet_ahead(n, OPUS_FRAME, SILENCE_PACKET)
+        if quiet:
+            await self._clock.sleep_until((n + OPUS_FRAME) / SAMPLE_RATE)
         start = time.thread_time()
         samples = self._timeline.audio(n, OPUS_FRAME, SILENCE_PACKET if quiet else None)
         packet = self._opus.packet(samples, n)

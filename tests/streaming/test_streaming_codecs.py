@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import fractions
 
+import asyncio
+
 import av
 import numpy as np
 import pytest
 from aiortc.codecs.vpx import vp8_depayload
 
-from avatar.types import SAMPLE_RATE
+from avatar.types import SAMPLE_RATE, SAMPLES_PER_FRAME, AudioClip, Speech, Utterance
+from streaming.timeline import Timeline
+from streaming.tracks import AvatarAudioTrack
 from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
 
 CHUNK = SAMPLE_RATE // 50
@@ -43,14 +47,18 @@ def correlation_after_delay(audio: np.ndarray, decoded: np.ndarray, start: int, 
     return float(np.corrcoef(audio[start:start + size], decoded[start + DELAY:start + DELAY + size])[0, 1])
 
 
-def stream(opus: OpusPackets, audio: np.ndarray) -> list[av.Packet]:
-    """Packets as the audio track makes them: 10 ms of sound, or 20 ms of silence once it has settled."""
+def stream(opus: OpusPackets, audio: np.ndarray, unencoded: list[int] | None = None) -> list[av.Packet]:
+    """Packets as the audio track makes them: 10 ms of sound, or 20 ms of silence once it has settled (the
+    indices of packets made without the encoder go to `unencoded`)."""
     packets, n = [], 0
     while n < audio.size:
         window = audio[n:n + SILENCE_PACKET]
         quiet = opus.silence_settled and len(window) == SILENCE_PACKET and not window.any()
         samples = window if quiet else audio[n:n + OPUS_FRAME]
+        encoded = opus.encoded
         packets.append(opus.packet(samples, n))
+        if unencoded is not None and opus.encoded == encoded:
+            unencoded.append(len(packets) - 1)
         n += len(samples)
     return packets
 
@@ -59,23 +67,26 @@ def test_opus_reuses_the_settled_silence_frame_and_speech_after_it_decodes_as_we
     speech = speechlike(1.0)
     silence = np.zeros(2 * SAMPLE_RATE, np.int16)
     audio = np.concatenate([silence[:CHUNK * 5], speech, silence, speech, silence[:CHUNK * 20]])
-    opus = OpusPackets()
-    packets = stream(opus, audio)
+    opus, unencoded = OpusPackets(), []
+    packets = stream(opus, audio, unencoded)
     starts = [p.pts for p in packets]
     sizes = np.diff(starts + [audio.size])
     assert starts[0] == 0 and set(sizes) == {OPUS_FRAME, SILENCE_PACKET}           # stamped in samples
     assert all(p.time_base == fractions.Fraction(1, SAMPLE_RATE) for p in packets)
     reused = [k for k, size in enumerate(sizes) if size == SILENCE_PACKET]
     # sound always goes in 10 ms packets; each silent run after sound is reused to its end once settled
-    assert not any(audio[starts[k]:starts[k] + SILENCE_PACKET].any() for k in reused)
-    assert opus.encoded == len(packets) - len(reused)
+    assert not any(audio[starts[k]:starts[k] + sizes[k]].any() for k in unencoded)
+    assert set(reused) <= set(unencoded) and opus.encoded == len(packets) - len(unencoded)
+    assert len(set(unencoded) - set(reused)) <= 2       # at most a last 10 ms of a silent run, reused alone
     runs = [((5 + 50) * CHUNK, 2 * SAMPLE_RATE), ((5 + 50 + 100 + 50) * CHUNK, 20 * CHUNK)]   # (start, length)
     counted = 0
     for r, length in runs:
         in_run = [k for k in reused if r <= starts[k] < r + length]
+        assert in_run, f"the silence from sample {r} never settled"
         settled_at = starts[in_run[0]]
         assert SILENT_FRAMES_TO_SETTLE * OPUS_FRAME <= settled_at - r <= (SILENT_FRAMES_TO_SETTLE + 40) * OPUS_FRAME
         assert [starts[k] for k in in_run] == list(range(settled_at, r + length - SILENCE_PACKET + 1, SILENCE_PACKET))
+        assert (r + length - settled_at) % SILENCE_PACKET == 0 or (r + length - OPUS_FRAME) in {starts[k] for k in unencoded}
         counted += len(in_run)
     assert counted == len(reused)                      # none in the 50 ms before the first sound: too short
 
@@ -110,6 +121,53 @@ def test_opus_refuses_a_long_packet_of_sound_or_of_unsettled_silence() -> None:
         opus.packet(np.zeros(SILENCE_PACKET, np.int16), 0)
     with pytest.raises(ValueError, match="480 samples"):
         opus.packet(np.zeros(3 * OPUS_FRAME, np.int16), 0)
+
+
+class FakeClock:
+    """A session clock whose time moves only when a track sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def elapsed(self) -> float:
+        return self.now
+
+    async def sleep_until(self, seconds: float) -> None:
+        self.now = max(self.now, seconds)
+
+
+def test_the_audio_track_sends_sound_when_due_and_settled_silence_when_its_second_half_is_due() -> None:
+    clock, timeline = FakeClock(), Timeline()
+    track = AvatarAudioTrack(clock, timeline)
+    samples = speechlike(0.3)
+    reply = Utterance(Speech("x", AudioClip(samples), ()), np.zeros((8, 3), np.float32), np.arange(8))
+
+    async def take(count: int) -> list[tuple[int, float, int]]:
+        out = []
+        for _ in range(count):
+            packet = await track.recv()
+            frames = 2 if bytes(packet)[0] & 0b11 == 1 else 1          # the TOC byte's frame count code
+            out.append((packet.pts, clock.now, frames * OPUS_FRAME))
+        return out
+
+    async def scenario() -> tuple[list, list, object]:
+        before = await take(40)                          # silence, settling into 20 ms packets
+        placement = timeline.place(reply)
+        return before, await take(60), placement
+    before, after, placement = asyncio.run(scenario())
+    sent = before + after
+    starts = [pts for pts, _, _ in sent]
+    assert starts == sorted(starts) and all(b - a in (OPUS_FRAME, SILENCE_PACKET) for a, b in zip(starts, starts[1:]))
+    sizes = {pts: size for pts, _, size in sent}
+    assert all(a + sizes[a] == b for a, b in zip(starts, starts[1:]))          # back to back
+    for pts, when, _ in sent:                            # 10 ms packets when due, 20 ms ones 10 ms later
+        assert when == pytest.approx((pts + (OPUS_FRAME if sizes[pts] == SILENCE_PACKET else 0)) / SAMPLE_RATE)
+    assert any(sizes[pts] == SILENCE_PACKET for pts, _, _ in before)
+    start = placement.start_sample
+    assert start in sizes and all(sizes[p] == OPUS_FRAME for p in sizes if start <= p < start + samples.size)
+    first = next(when for pts, when, _ in sent if pts == start)
+    assert first == pytest.approx(start / SAMPLE_RATE)   # the reply's first packet leaves when it is due
+    assert start / SAMPLE_RATE - before[-1][1] < 2 * SAMPLES_PER_FRAME / SAMPLE_RATE   # and starts soon
 
 
 def moving_frames(count: int, size: int = 512) -> list[np.ndarray]:

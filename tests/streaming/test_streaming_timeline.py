@@ -82,9 +82,19 @@ def test_a_quiet_read_is_longer_only_where_no_speech_lies_and_counts_as_handed_o
     timeline = Timeline()
     assert len(timeline.audio(0, 480, quiet_count=960)) == 960                   # nothing placed: 20 ms
     placement = timeline.place(utterance(SAMPLES_PER_FRAME * 3))
-    assert placement.start_sample >= 960                                        # after what was handed out
+    assert placement.start_sample == SAMPLES_PER_FRAME                          # after what was handed out
     short = timeline.audio(placement.start_sample - 480, 480, quiet_count=960)  # speech within the 20 ms
     assert len(short) == 480 and not short.any()
     first = timeline.audio(placement.start_sample, 480, quiet_count=960)
     assert len(first) == 480 and (first == placement.segments[0].utterance.speech.audio.samples[:480]).all()
     assert len(timeline.audio(placement.end_sample, 480, quiet_count=960)) == 960   # after it: 20 ms again
+
+
+def test_a_quiet_check_hands_out_the_packet_start_and_sees_a_reply_inside_the_20_ms() -> None:
+    timeline = Timeline()
+    assert timeline.quiet_ahead(0, 480, 960)
+    placement = timeline.place(utterance(SAMPLES_PER_FRAME * 2))
+    assert placement.start_sample == SAMPLES_PER_FRAME                          # after the 480 handed out
+    n = placement.start_sample - 480
+    assert not timeline.quiet_ahead(n, 480, 960)                                # the reply starts inside
+    assert timeline.quiet_ahead(placement.end_sample, 480, 960)
