@@ -9,7 +9,8 @@
   Swapping: a driving face drawn from [inter_ab, inter_ab]. DFL's users find it follows the driving face's
   expression better than DF and keeps the subject's likeness less well. Here each inter block draws ae_dims
   channels (DFL's draw 2 x ae_dims), so the decoder's input is 2 x ae_dims: LIAE and DF at the same preset
-  widths cost about the same, which is what bench/swap_quality.py compares.
+  widths cost about the same (cpu64-liae 4.7 M parameters, cpu64 3.9 M), which is what bench/swap_quality.py
+  compares.
 
 Every decoder also draws a face mask. Shapes for resolution R (a multiple of 16): encoder [N, 3, R, R] ->
 [N, 8e * (R/16)^2]; inter -> [N, a, R/8, R/8]; decoder ([N, a, ...] for DF, [N, 2a, ...] for LIAE) -> RGB
