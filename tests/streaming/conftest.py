@@ -17,7 +17,9 @@ def fake_engine() -> ToneEngine:
 @pytest.fixture
 def fake_server(fake_engine: ToneEngine) -> Iterator[str]:
     """The app with the stand-in engine and bot (media and protocol checks that need no real voice)."""
-    app = create_app(loopback_settings(max_sessions=3, max_body_bytes=4096), engine=fake_engine,
+    # max_late_share=1: the session-count bound is tested here, and a few late frames of a suite running on two
+    # busy cores must not refuse a session as "busy" (that refusal has its own test in test_streaming_load.py)
+    app = create_app(loopback_settings(max_sessions=3, max_body_bytes=4096, max_late_share=1.0), engine=fake_engine,
                      responder=ToneResponder())
     with serve_in_thread(app, free_port()) as url:
         yield url
