@@ -128,6 +128,7 @@ class OpusPackets:
         self._silent_run = 0                # silent frames encoded since the last sound
         self._last = b""                    # the last packet encoded
         self._silence: bytes | None = None  # the encoder's packet for a silent frame, once settled
+        self._silence_twice = b""           # ... and a packet of that frame twice (20 ms)
         self.encoded = 0                    # frames that went through the encoder
 
     @property
@@ -141,7 +142,7 @@ class OpusPackets:
         if len(samples) == SILENCE_PACKET:
             if samples.any() or self._silence is None:
                 raise ValueError("a 20 ms packet is only for settled silence")
-            return _packet(bytes([self._silence[0] | 1]) + self._silence[1:] * 2, n, OPUS_TIME_BASE)
+            return _packet(self._silence_twice, n, OPUS_TIME_BASE)
         if len(samples) != OPUS_FRAME:
             raise ValueError(f"expected {OPUS_FRAME} samples (10 ms), got {len(samples)}")
         silent = not samples.any()
@@ -161,6 +162,7 @@ class OpusPackets:
         # that it can be sent twice in a 20 ms packet)
         if silent and self._silent_run >= SILENT_FRAMES_TO_SETTLE and data == self._last and not data[0] & 0b11:
             self._silence = data
+            self._silence_twice = bytes([data[0] | 1]) + data[1:] * 2     # RFC 6716 code 1: two equal frames
         elif not silent:
             self._silence = None
         self._last = data

@@ -167,8 +167,7 @@ class Timeline:
         with self._lock:
             self._next_sample = max(self._next_sample, n + count)
             p = self._placement
-            segments = list(p.segments) if p is not None else []
-            return not any(s.start_sample < n + quiet_count and n < s.end_sample for s in segments)
+            return not _overlaps(p, n, quiet_count)
 
     def audio(self, n: int, count: int, quiet_count: int | None = None) -> np.ndarray:
         """Samples n .. n+count as int16: the reply's segments where they overlap, silence elsewhere. With
@@ -176,8 +175,7 @@ class Timeline:
         with self._lock:
             p = self._placement
             segments = list(p.segments) if p is not None else []
-            if quiet_count is not None and not any(s.start_sample < n + quiet_count and n < s.end_sample
-                                                   for s in segments):
+            if quiet_count is not None and not _overlaps(p, n, quiet_count):
                 count = quiet_count
             self._next_sample = max(self._next_sample, n + count)
         out = np.zeros(count, np.int16)
@@ -187,3 +185,8 @@ class Timeline:
             if lo < hi:
                 out[lo - n:hi - n] = samples[lo - segment.start_sample:hi - segment.start_sample]
         return out
+
+
+def _overlaps(placement: Placement | None, n: int, count: int) -> bool:
+    """Whether a segment of `placement` has samples within n .. n+count."""
+    return placement is not None and any(s.start_sample < n + count and n < s.end_sample for s in placement.segments)
