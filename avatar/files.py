@@ -12,6 +12,13 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")   # what a folder of face images may hold
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in `folder`, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
 
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes, as hex."""

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/swap_quality.py [--iters 3000] [--n 1000] [--every 1] [--gan-faces FACES]
                                            [--sets gan,random,monotone,self] [--frames N] [--preset cpu64]
-                                           [--out var/bench/swap_quality]
+                                           [--run NAME=RUN ...] [--out var/bench/swap_quality]
 
 Each src set trains its own fresh swap run (`--preset`, the same budget of --iters steps each) with
 dst = driving_B, then the run is applied to driving_B and the output is measured against the untouched clip:
@@ -19,6 +19,9 @@ faces from `avatar synth sample`), "random" = --n real subject_A frames at rando
 monotone real frames (nearest the medoid expression). Real frames are prepared at 64 px (every --every-th
 frame, cached in var/bench/). "self" is a reference, not a swap: the driving face itself, shrunk to the
 preset's resolution and back, merged like a swap: the best the motion figures can be at that resolution.
+`--run NAME=RUN` measures a swap run trained elsewhere (say `avatar swap train` for the preset's full budget)
+as set NAME, without training. For each set that has src faces, the faces themselves are measured too (their
+distance to the subject and the driver): a swap cannot be more the subject than the faces it learned from.
 Writes results.json, strip-SET.png (driving frames above swapped ones) and side_by_side-SET.mp4 under --out.
 """
 from __future__ import annotations
@@ -42,7 +45,7 @@ from avatar.swap.data import SCAN_FILE, read_frames
 from avatar.swap.merge import MergeOptions
 from avatar.swap.model import get_preset
 from avatar.swap.predictor import SwapFaceModel, load_swap_model
-from avatar.swap.quality import mean_embedding, measure, strip
+from avatar.swap.quality import face_set_identity, mean_embedding, measure, strip
 from avatar.swap.train import SwapTrainOptions, run_swap_training
 from avatar.swap.video import held_frames, swap_clip, write_swapped_video
 
@@ -95,8 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="only the first N frames of driving_B")
     parser.add_argument("--preset", default="cpu64")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN",
+                        help="measure a trained swap run as set NAME (no training); may be repeated")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "swap_quality")
     args = parser.parse_args(argv)
+    trained = {}
+    for item in args.run:
+        name, sep, run = item.partition("=")
+        if not sep or not name or not (Path(run) / "options.json").is_file():
+            parser.error(f"--run wants NAME=RUN with a swap run folder, got {item!r}")
+        trained[name] = Path(run)
     if not (SUBJECT.exists() and DRIVING.exists()):
         print(f"skipped: {SUBJECT} or {DRIVING} not available")
         return 0
@@ -116,19 +127,26 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     if "self" in wanted:
         sets["self"] = None
+    sets.update(trained)
     for name, faces in sets.items():
-        run = args.out / f"run-{name}"
-        shutil.rmtree(run, ignore_errors=True)
+        run = trained.get(name, args.out / f"run-{name}")
         t0 = time.perf_counter()
-        if faces is None:
+        if name in trained:
+            predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
+            faces = Path(json.loads((run / "options.json").read_text())["src"])
+            entry = {"faces": str(faces), "iterations": load_swap_model(run)[2], "train_minutes": None}
+        elif faces is None:
             predictor = through_resolution(get_preset(args.preset).resolution)
             reuse = tuple(args.out.glob(f"run-*/{SCAN_FILE}"))       # another set's scan of driving_B
             entry = {"faces": "the driving faces themselves", "iterations": 0, "train_minutes": 0.0}
         else:
+            shutil.rmtree(run, ignore_errors=True)
             run_swap_training(SwapTrainOptions(faces, DRIVING, run, preset=args.preset, iters=args.iters))
             predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
             entry = {"faces": str(faces), "iterations": load_swap_model(run)[2],
                      "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
+        if faces is not None:
+            entry.update(face_set_identity(faces, subject, driver))
         for smoothing in ("on", "off"):
             options = MergeOptions() if smoothing == "on" else MergeOptions(landmark_sigma=0, colour_sigma=0)
             swapped = swap_clip(DRIVING, predictor, run / "scans" / "driving_B.npz", args.frames, options,
@@ -144,14 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({name: entry}, indent=1))
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
-    print(f"\n{args.preset}, {args.iters} steps of training per set, dst = driving_B "
+    print(f"\n{args.preset}, {args.iters} steps of training per set trained here, dst = driving_B "
           f"({len(driving)} frames); targets: closer to subject >= 0.9, mouth r >= 0.9, colour ratio <= 1.2\n")
-    keys = ["iterations", "train_minutes", "face_found", "closer_to_subject", "closer_among_found",
+    keys = ["iterations", "train_minutes", "src_dist_to_subject", "src_closer_to_subject", "face_found", "closer_to_subject", "closer_among_found",
             "dist_to_subject", "dist_to_driver",
             "mouth_correlation", "roll_error_deg", "eye_mid_error_px", "colour_change_ratio", "landmark_jitter_ratio"]
     print("| figure | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
     for key in keys:
-        cells = [str(r[key] if key in r else r["smoothing_on"][key]) for r in results.values()]
+        cells = [str(r[key] if key in r else r["smoothing_on"].get(key, "-")) for r in results.values()]
         print(f"| {key} | " + " | ".join(cells) + " |")
     for key in ("colour_change_ratio", "landmark_jitter_ratio"):
         cells = [str(r["smoothing_off"][key]) for r in results.values()]

@@ -22,11 +22,10 @@ from tqdm import tqdm
 
 from avatar.align import align_face
 from avatar.detect import find_face_in_small, find_faces
-from avatar.files import file_sha256, write_npz_atomic
+from avatar.files import file_sha256, image_files, write_npz_atomic
 
 MIN_SRC_FACES = 16          # fewer subject faces cannot teach a decoder a person
 MIN_USABLE_SHARE = 0.5      # a driving video with fewer usable frames is refused
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 METADATA_FILE = "metadata.json"
 SCAN_FILE = "dst_scan.npz"      # where a run folder keeps its driving video's face scan
 
@@ -73,7 +72,7 @@ def load_faces(folder: Path, size: int, progress: bool = True) -> FaceSet:
             known = {e["file"]: np.asarray(e["landmarks"], np.float32) for e in entries}
         except (ValueError, KeyError, TypeError) as exc:
             raise SwapDataError(f"{meta_path} is not a face-set metadata file: {exc}") from None
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if len(files) < MIN_SRC_FACES:
         raise SwapDataError(f"{folder} holds {len(files)} face images; the swap needs at least {MIN_SRC_FACES} "
                             "(the paper used 1,000: `avatar synth sample RUN --n 1000`)")

@@ -7,7 +7,8 @@ quality report that `avatar build` writes into an avatar bundle's manifest).
 - motion kept: correlation of mouth opening on output and driving frames; head pose error (eye-line angle in
   degrees, eye midpoint in pixels);
 - temporal stability: mean frame-to-frame change of the face region's mean Lab colour, output / driving, and
-  landmark jitter (mean second difference of the landmarks), output / driving.
+  landmark jitter (mean second difference of the landmarks), output / driving;
+- and of a src face set itself, the same identity figures: a swap cannot be more the subject than its src faces.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import cv2
 import numpy as np
 import PIL.Image
 
-from avatar.detect import find_faces
+from avatar.detect import find_face_in_small, find_faces
+from avatar.files import image_files
 from avatar.driving import head_pose, mouth_descriptors
 from avatar.swap.colour import to_lab
 
@@ -35,6 +37,23 @@ def mean_embedding(frames: Iterable[np.ndarray]) -> np.ndarray:
     if not embeddings:
         raise ValueError("no frame shows exactly one face: no reference embedding")
     return np.mean(embeddings, axis=0)
+
+
+def face_set_identity(folder: Path, subject: np.ndarray, driver: np.ndarray) -> dict[str, float]:
+    """A FACES folder's images against the subject's and the driver's reference embeddings: mean distance to
+    each, and the share of images whose face is closer to the subject (an image without a face counts against)."""
+    to_subject, to_driver = [], []
+    files = image_files(folder)
+    for path in files:
+        face = find_face_in_small(np.asarray(PIL.Image.open(path).convert("RGB")))
+        if face is not None:
+            to_subject.append(np.linalg.norm(face.embedding - subject))
+            to_driver.append(np.linalg.norm(face.embedding - driver))
+    ts, td = np.array(to_subject), np.array(to_driver)
+    return {"src_faces": len(files),
+            "src_dist_to_subject": round(float(ts.mean()), 4) if len(ts) else float("nan"),
+            "src_dist_to_driver": round(float(td.mean()), 4) if len(td) else float("nan"),
+            "src_closer_to_subject": round(float((ts < td).sum()) / max(len(files), 1), 4)}
 
 
 def face_colour(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-from avatar.files import write_npz_atomic
+from avatar.files import image_files, write_npz_atomic
 from synth.dataset import INFO_FILE, load_images
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class MetricsError(ValueError):
@@ -46,7 +44,7 @@ def load_image_set(path: Path | str) -> ImageSet:
         return ImageSet(path, list(array), [f"{i:05d}" for i in range(len(array))], cache_dir=path)
     if not path.is_dir():
         raise MetricsError(f"{path} is neither a dataset nor a folder of images")
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     if not files and not (path / "metadata.json").is_file():    # a sampled set may hold no faces at all
         raise MetricsError(f"{path} holds no PNG or JPEG images")
     images = []
