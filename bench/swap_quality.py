@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="faces per real src set (default 1000)")
     parser.add_argument("--every", type=int, default=1, help="real frames: every K-th frame of subject_A")
     parser.add_argument("--gan-faces", type=Path, default=None, help="FACES folder from `avatar synth sample`")
-    parser.add_argument("--sets", default="gan,random,monotone", help="any of gan, random, monotone, self")
+    parser.add_argument("--sets", default=None, help="any of gan, random, monotone, self (default: the first "
+                        "three, or none when --run is given)")
     parser.add_argument("--frames", type=int, default=None, help="only the first N frames of driving_B")
     parser.add_argument("--preset", default="cpu64")
     parser.add_argument("--threads", type=int, default=2)
@@ -113,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    wanted = args.sets.split(",")
-    sets = {name: path for name, path in real_face_sets(args.n, args.every, args.out).items() if name in wanted}
+    wanted = (args.sets or ("" if args.run else "gan,random,monotone")).split(",")
+    sets = {}
+    if {"random", "monotone"} & set(wanted):
+        sets = {name: path for name, path in real_face_sets(args.n, args.every, args.out).items() if name in wanted}
     if "gan" in wanted:
         if args.gan_faces is None:
             print("gan: no --gan-faces given (train a GAN and run `avatar synth sample RUN --n 1000`); skipped")
