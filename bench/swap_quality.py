@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
             entry = {"faces": str(faces), "iterations": load_swap_model(run)[2],
                      "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
-        if faces is not None:
+        if faces is not None and faces.is_dir():          # a run's src folder may have moved since it trained
             entry.update(face_set_identity(faces, subject, driver))
         for smoothing in ("on", "off"):
             options = MergeOptions() if smoothing == "on" else MergeOptions(landmark_sigma=0, colour_sigma=0)
@@ -167,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{args.preset}, {args.iters} steps of training per set trained here, dst = driving_B "
           f"({len(driving)} frames); targets: closer to subject >= 0.9, mouth r >= 0.9, colour ratio <= 1.2\n")
-    keys = ["iterations", "train_minutes", "src_dist_to_subject", "src_closer_to_subject", "face_found", "closer_to_subject", "closer_among_found",
-            "dist_to_subject", "dist_to_driver",
+    keys = ["iterations", "train_minutes", "src_dist_to_subject", "src_closer_to_subject", "face_found",
+            "closer_to_subject", "closer_among_found", "dist_to_subject", "dist_to_driver",
             "mouth_correlation", "roll_error_deg", "eye_mid_error_px", "colour_change_ratio", "landmark_jitter_ratio"]
     print("| figure | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
     for key in keys:
-        cells = [str(r[key] if key in r else r["smoothing_on"].get(key, "-")) for r in results.values()]
+        cells = [str(r.get(key, r["smoothing_on"].get(key, "-"))) for r in results.values()]
         print(f"| {key} | " + " | ".join(cells) + " |")
     for key in ("colour_change_ratio", "landmark_jitter_ratio"):
         cells = [str(r["smoothing_off"][key]) for r in results.values()]
