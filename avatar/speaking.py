@@ -8,9 +8,9 @@ session's motion planner, which continues from the last frame of the previous pi
 The pieces are played back to back, so their audio must join without a gap or a repeat: every segment but
 the last holds a whole number of video frames of audio (SAMPLES_PER_FRAME each), and the samples of a piece
 beyond its last whole frame are carried into the next segment. The segments together hold every synthesised
-sample once, in order, and each one starts on a video frame boundary of the reply. Mouth targets are computed
-on the speech synthesised so far (all pieces, on one time axis), so that a frame at a join sees the phonemes on
-both sides of it that exist when it is planned.
+sample once, in order, and each one starts a whole number of video frames after the reply's start. Mouth
+targets are computed on the speech synthesised so far (all pieces, on one time axis), so that a frame at a join
+sees the phonemes on both sides of it that exist when it is planned.
 
 The exported video (avatar/export.py) synthesises each reply whole (`Performer.prepare`): its timing is what
 it was before pieces existed. The live voice differs from it only in prosody at the joins.

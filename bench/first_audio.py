@@ -3,8 +3,8 @@ and where that time goes.
 
 Runs the real service (bot, voice, renderer) in a child process and one client here. Per message it records:
 - at the service (the "speaking" event's timing_ms): the bot's reply; speech synthesis and motion planning of
-  the reply's first piece (queueing on the speech pool included); the wait for the next video frame boundary,
-  where the first sample is due;
+  the reply's first piece (queueing on the speech pool included); the wait until the first sample is due (the next 10 ms audio packet,
+  or the video frame due nearest to it, whichever is later);
 - at the client: when the "reply" and "speaking" events arrive; when the first audio packet of speech reaches
   the socket (before the jitter buffer); when the first audible decoded frame comes out of aiortc's receiver,
   whose audio jitter buffer holds each packet until 4 more have come (80 ms of 20-ms packets).
@@ -43,7 +43,7 @@ MESSAGES = [
     "What time do you open?", "Can I talk to a human?", "How are you?", "Goodbye", "Do you like music?",
     "What is your name?", "Are you a robot?", "Thank you", "What is the weather like?", "Nice to meet you",
 ]
-STAGES = ("server: bot reply", "server: first piece", "server: frame boundary", "delivery",
+STAGES = ("server: bot reply", "server: first piece", "server: first sample due", "delivery",
           "client: jitter buffer")
 
 

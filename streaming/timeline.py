@@ -1,10 +1,13 @@
 """What one session shows and says at each instant: idle, or a reply placed on the session clock.
 
 A reply comes in segments (avatar/speaking.py: its first clause, then its sentences), placed as each is ready.
-Both tracks read the same placement: within a segment, video frame k plays its frame k - start_frame and
-audio sample n its sample n - start_frame * SAMPLES_PER_FRAME, so mouth and voice cannot drift apart; every
-segment but the last holds whole frames, so the next one starts on the frame (and sample) where it ends. The
-video track asks from a worker thread, the audio track and the session from the event loop, hence the lock.
+Both tracks read the same placement: within a segment, audio sample n plays its sample n - start_sample and
+video frame k its frame k - start_frame, where start_frame is the video frame due nearest to start_sample; so
+mouth and voice cannot drift apart, and are never more than half a frame (20 ms) from each other. A reply
+starts on the first 10 ms audio packet not handed out yet (not on the next 40 ms frame boundary: that wait
+was on the way to the first audio). Every segment but the last holds whole frames, so the next one starts
+on the frame and sample where it ends, with the same offset between the two. The video track asks from a
+worker thread, the audio track and the session from the event loop, hence the lock.
 
 The video track decides each frame before it is due (and the next one while it waits). A segment may start
 on any frame not yet sent: placing it on a decided frame bumps `generation`, and the track decides that frame
@@ -13,7 +16,6 @@ again rather than send the idle (or held) one.
 from __future__ import annotations
 
 import enum
-import math
 import threading
 from dataclasses import dataclass
 
@@ -33,14 +35,15 @@ HOLD = Hold.HOLD
 
 @dataclass(frozen=True)
 class Segment:
-    """One piece of a reply pinned to the session clock, starting on a video frame boundary."""
+    """One piece of a reply pinned to the session clock: its audio starts on sample `start_sample`, its frames
+    on the video frame due nearest to that sample."""
 
     utterance: Utterance
-    start_frame: int
+    start_sample: int
 
     @property
-    def start_sample(self) -> int:
-        return self.start_frame * SAMPLES_PER_FRAME
+    def start_frame(self) -> int:
+        return _nearest_frame(self.start_sample)
 
     @property
     def end_frame(self) -> int:
@@ -94,31 +97,33 @@ class Timeline:
         self.generation = 0      # bumped when a decided frame must be decided again: frames decided before are stale
         self.epoch = 0           # bumped by clear(): a reply prepared before it is not placed
 
-    def _first_free_frame(self) -> int:   # caller holds the lock
-        return max(self._next_sent, math.ceil(self._next_sample / SAMPLES_PER_FRAME))
+    def _first_free_sample(self) -> int:   # caller holds the lock
+        """The first sample not handed out whose nearest video frame has not been sent either."""
+        return max(self._next_sample, self._next_sent * SAMPLES_PER_FRAME - SAMPLES_PER_FRAME // 2)
 
-    def _pin(self, utterance: Utterance, start: int) -> Segment:   # caller holds the lock
-        if start < self._next_frame:  # that frame was decided (idle or held) ahead of time: decide it again
+    def _pin(self, utterance: Utterance, start_sample: int) -> Segment:   # caller holds the lock
+        segment = Segment(utterance, start_sample)
+        if segment.start_frame < self._next_frame:  # that frame was decided (idle or held) ahead: decide it again
             self.generation += 1
-        return Segment(utterance, start)
+        return segment
 
     def place(self, utterance: Utterance, more: bool = False, epoch: int | None = None) -> Placement | None:
-        """Start `utterance` (a reply's first segment; `more` when others will follow) at the first video frame
-        boundary that neither track has sent yet. None, and nothing placed, when `epoch` is given and a clear()
-        came since it was read."""
+        """Start `utterance` (a reply's first segment; `more` when others will follow) on the first sample that
+        neither track has sent yet. None, and nothing placed, when `epoch` is given and a clear() came since it
+        was read."""
         with self._lock:
             if epoch is not None and epoch != self.epoch:
                 return None
-            self._placement = Placement(self._pin(utterance, self._first_free_frame()), more)
+            self._placement = Placement(self._pin(utterance, self._first_free_sample()), more)
             return self._placement
 
     def extend(self, placement: Placement, utterance: Utterance, more: bool = False) -> Segment | None:
-        """Append the reply's next segment where the last one ends (or at the first free frame, if that has gone
-        by). None, and nothing placed, when `placement` is no longer the current one (a barge-in came)."""
+        """Append the reply's next segment where the last one ends (or at the first free sample, if that has
+        gone by). None, and nothing placed, when `placement` is no longer the current one (a barge-in came)."""
         with self._lock:
             if placement is not self._placement:
                 return None
-            segment = self._pin(utterance, max(placement.end_frame, self._first_free_frame()))
+            segment = self._pin(utterance, max(placement.end_sample, self._first_free_sample()))
             placement.segments.append(segment)
             placement.more = more
             return segment
@@ -185,6 +190,11 @@ class Timeline:
             if lo < hi:
                 out[lo - n:hi - n] = samples[lo - segment.start_sample:hi - segment.start_sample]
         return out
+
+
+def _nearest_frame(sample: int) -> int:
+    """The video frame due nearest to `sample` (the later one at a tie)."""
+    return (sample + SAMPLES_PER_FRAME // 2) // SAMPLES_PER_FRAME
 
 
 def _overlaps(placement: Placement | None, n: int, count: int) -> bool:

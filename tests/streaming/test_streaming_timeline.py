@@ -1,4 +1,5 @@
-"""The session timeline: utterances start on a video frame boundary, audio and frames index the same clip."""
+"""The session timeline: utterances start on the next audio packet, with their frames on the nearest video frame;
+audio and frames index the same clip."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,8 @@ def test_placement_starts_after_what_both_tracks_have_played() -> None:
         assert timeline.frame_index(k) is None           # idle
     timeline.audio(0, 960 * 9)                            # audio is ahead: 8640 samples = 4.5 frames
     placement = timeline.place(utterance(SAMPLE_RATE // 2))
-    assert placement.start_frame == 5                     # next boundary after both tracks
+    assert placement.start_sample == 8640                 # the first sample not handed out: no wait for a frame
+    assert placement.start_frame == 5                     # the frame due nearest to it (its sample 9600)
     assert timeline.frame_index(4) == HOLD               # placed, not started: keep the frame on screen
     assert timeline.frame_index(5) == 500
     assert timeline.frame_index(6) == 501
@@ -29,14 +31,16 @@ def test_placement_starts_after_what_both_tracks_have_played() -> None:
 def test_audio_and_frames_line_up() -> None:
     timeline = Timeline()
     clip = utterance(10 * SAMPLES_PER_FRAME + 100)
+    timeline.audio(0, 480)                                # a quarter of a frame handed out
     placement = timeline.place(clip)
     start = placement.start_sample
+    assert (start, placement.start_frame) == (480, 0)
     chunk = timeline.audio(start - 480, 960)              # straddles the start
     assert (chunk[:480] == 0).all()
     assert (chunk[480:] == clip.speech.audio.samples[:480]).all()
-    # the audio of frame k is the clip's samples of frame k - start_frame
+    # the audio of frame k is the clip's samples of frame k - start_frame, a quarter frame later than frame k
     k = placement.start_frame + 7
-    audio = timeline.audio(k * SAMPLES_PER_FRAME, SAMPLES_PER_FRAME)
+    audio = timeline.audio(start + 7 * SAMPLES_PER_FRAME, SAMPLES_PER_FRAME)
     assert (audio == clip.speech.audio.samples[7 * SAMPLES_PER_FRAME:8 * SAMPLES_PER_FRAME]).all()
     assert timeline.frame_index(k) == 507
     tail = timeline.audio(placement.end_sample - 50, 960)  # after the end: silence
@@ -82,7 +86,7 @@ def test_a_quiet_read_is_longer_only_where_no_speech_lies_and_counts_as_handed_o
     timeline = Timeline()
     assert len(timeline.audio(0, 480, quiet_count=960)) == 960                   # nothing placed: 20 ms
     placement = timeline.place(utterance(SAMPLES_PER_FRAME * 3))
-    assert placement.start_sample == SAMPLES_PER_FRAME                          # after what was handed out
+    assert placement.start_sample == 960                                        # after what was handed out
     short = timeline.audio(placement.start_sample - 480, 480, quiet_count=960)  # speech within the 20 ms
     assert len(short) == 480 and not short.any()
     first = timeline.audio(placement.start_sample, 480, quiet_count=960)
@@ -94,7 +98,21 @@ def test_a_quiet_check_hands_out_the_packet_start_and_sees_a_reply_inside_the_20
     timeline = Timeline()
     assert timeline.quiet_ahead(0, 480, 960)
     placement = timeline.place(utterance(SAMPLES_PER_FRAME * 2))
-    assert placement.start_sample == SAMPLES_PER_FRAME                          # after the 480 handed out
+    assert placement.start_sample == 480                                        # after the 480 handed out
     n = placement.start_sample - 480
     assert not timeline.quiet_ahead(n, 480, 960)                                # the reply starts inside
     assert timeline.quiet_ahead(placement.end_sample, 480, 960)
+
+
+def test_a_reply_waits_for_no_frame_boundary_and_its_frames_stay_within_half_a_frame_of_its_audio() -> None:
+    for now in range(0, 4 * SAMPLES_PER_FRAME, 480):       # a message arriving at each 10 ms over four frames
+        timeline = Timeline()
+        timeline.audio(0, now + 480)                         # the audio track hands out each packet when due
+        for k in range(now // SAMPLES_PER_FRAME + 1):        # the video track sends each frame when due
+            timeline.frame_index(k)
+            timeline.sent(k)
+        placement = timeline.place(utterance(SAMPLES_PER_FRAME * 3))
+        start = placement.start_sample
+        assert start >= now + 480 and placement.start_frame > now // SAMPLES_PER_FRAME   # nothing played changes
+        assert start - now <= SAMPLES_PER_FRAME // 2                                  # at most 20 ms of waiting
+        assert abs(placement.start_frame * SAMPLES_PER_FRAME - start) <= SAMPLES_PER_FRAME // 2
