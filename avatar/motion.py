@@ -17,7 +17,9 @@ to the clip's resting width (0.5 in a target means "this face at rest"), opening
 Listening: the mouth target is the clip's resting mouth, blinks come every 3-5 s, and the anchor moves to a
 nearby resting frame every 1-3 s, so the head drifts slowly. Idle frames are planned one second at a time,
 so `idle(1)` called 25 times gives the same frames as `idle(25)`. Speaking plans the whole utterance at once
-with the same blink and anchor schedule, which is kept on one frame clock across calls.
+with the same blink and anchor schedule, which is kept on one frame clock across calls. A live session may
+also steer its listening towards a given frame (`idle_towards`) and continue from frames another planner
+chose (`follow`): that is how it joins the service's shared idle stream (streaming/shared_idle.py).
 """
 from __future__ import annotations
 
@@ -113,6 +115,23 @@ class MotionPlanner:
         targets[:, 1] = self.rest_mouth[1] + (targets[:, 1] - 0.5)         # width relative to rest
         return self._emit(self._viterbi(self.clock, targets, self.current))
 
+    def idle_towards(self, n: int, target: int) -> bool:
+        """Plan the next `n` listening frames so that the last is driving frame `target`; they replace the
+        frames planned so far, and `idle()` returns them. False, and nothing planned, when the pose steps
+        cannot reach `target` in `n` frames."""
+        if n < 1:
+            return False
+        path = self._plan_idle(self.clock, n, self.current, end=int(target))
+        if path is None:
+            return False
+        self._queue = list(path)
+        return True
+
+    def follow(self, index: int) -> None:
+        """Driving frame `index` was shown as the next frame in place of one of ours: continue from it."""
+        self._drop_queue()
+        self._emit(np.array([int(index)], np.int64))
+
     def reset_to_idle(self, current: int | None = None) -> None:
         """Barge-in: forget planned frames and close the mouth over a few frames, from `current` if given
         (the frame on screen), else from the last frame returned."""
@@ -132,17 +151,20 @@ class MotionPlanner:
     def _drop_queue(self) -> None:
         self._queue = []
 
-    def _plan_idle(self, t0: int, n: int, start: int) -> np.ndarray:
+    def _plan_idle(self, t0: int, n: int, start: int, end: int | None = None) -> np.ndarray | None:
         targets = np.repeat(self.rest_mouth[None], n, axis=0)
         if self._ease_from is not None:
             for k in range(min(self.settings.ease_frames, n)):
                 a = (k + 1) / (self.settings.ease_frames + 1)
                 targets[k] = (1 - a) * self._ease_from + a * self.rest_mouth
+        path = self._viterbi(t0, targets, start, end)
+        if path is not None:
             self._ease_from = None
-        return self._viterbi(t0, targets, start)
+        return path
 
-    def _viterbi(self, t0: int, targets: np.ndarray, start: int) -> np.ndarray:
-        """The cheapest path of len(targets) frames from `start` (see the module docstring for the costs)."""
+    def _viterbi(self, t0: int, targets: np.ndarray, start: int, end: int | None = None) -> np.ndarray | None:
+        """The cheapest path of len(targets) frames from `start` (see the module docstring for the costs), ending
+        on `end` if given (None when it cannot)."""
         s = self.settings
         n = len(targets)
         eyes = self._eye_targets(t0, n)
@@ -162,7 +184,9 @@ class MotionPlanner:
             back[t] = beam[best]
             acc = total[best, columns] + cost[t]
         path = np.empty(n, np.int64)
-        path[-1] = int(acc.argmin())
+        if end is not None and not np.isfinite(acc[end]):
+            return None
+        path[-1] = int(acc.argmin()) if end is None else end
         for t in range(n - 1, 0, -1):
             path[t - 1] = back[t, path[t]]
         return path

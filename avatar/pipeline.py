@@ -121,6 +121,14 @@ class Performer:
         """Driving frames for `n` listening frames."""
         return np.asarray(self.planner.idle(n), np.int64)
 
+    def idle_towards(self, n: int, target: int) -> bool:
+        """Plan the next `n` listening frames to end on driving frame `target`; False if it is out of reach."""
+        return self.planner.idle_towards(n, target)
+
+    def follow(self, index: int) -> None:
+        """Driving frame `index` was shown in place of the next listening frame: continue from it."""
+        self.planner.follow(index)
+
     def interrupt(self, current: int | None = None) -> None:
         """Barge-in: drop back to listening, continuing from driving frame `current` (the one on screen)."""
         self.planner.reset_to_idle(current=current)

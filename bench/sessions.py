@@ -4,10 +4,13 @@ Runs the real service in a child process (its CPU time read from /proc) and N ai
 N = 1, 2, ... until the slowest session falls below 24 fps or --max is reached. The clients talk now and
 then so both idle and speaking frames are measured. The clients decode every frame on the same machine,
 so their CPU is reported too. Where the server's time goes comes from its own /metrics: the CPU seconds
-spent rendering (and converting) video frames, in the VP8 encoder and in the Opus encoder, per session and
-second; the rest is aiortc's packetising, SRTP and RTCP, and the event loop. It also prints the busiest thread
-pools' CPU (avatar_thread_cpu_seconds): "media-loop" is the event loop that runs aiortc's Python.
+spent rendering (and converting) video frames, in the VP8 encoder, rendering and encoding the shared idle
+stream (once for all listening sessions), and in the Opus encoder, per session and second; the rest is aiortc's
+packetising, SRTP and RTCP, and the event loop. It also prints the share of the frames sent from the shared idle
+stream, and the busiest thread pools' CPU (avatar_thread_cpu_seconds): "media-loop" is the event loop that runs
+aiortc's Python. --no-shared-idle measures the service with every frame encoded per session.
 Usage: .venv/bin/python bench/sessions.py [--max 16] [--step 1] [--seconds 10] [--idle] [--avatar default|BUNDLE]
+       [--no-shared-idle]
 (--step 4: 1, 4, 8, 12, 16 sessions)
 """
 from __future__ import annotations
@@ -23,22 +26,25 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.metrics import by_label, metric_values, value  # noqa: E402
+from harness.metrics import by_label, by_session, metric_values, value  # noqa: E402
 from harness.service import ServiceProcess, service  # noqa: E402
 from harness import loopback_only  # noqa: E402
 from harness.probe import AvatarProbe  # noqa: E402
 
 HOLD_FPS = 24.0
-STAGES = ("render", "encode_video", "encode_audio")
+STAGES = ("render", "encode_video", "encode_shared", "encode_audio")
+WARM_UP = 4.0     # seconds after the last client connects: sessions join the shared idle stream within ~2 s
 
 
-async def stage_seconds(url: str) -> tuple[dict[str, float], dict[str, float]]:
+async def stage_seconds(url: str) -> tuple[dict[str, float], dict[str, float], tuple[float, float]]:
     """The service's CPU seconds so far per media stage (the avatar_frame_seconds histogram's sums) and per
-    thread pool (avatar_thread_cpu_seconds)."""
+    thread pool (avatar_thread_cpu_seconds), and the frames sent so far: all, and from the shared idle stream."""
     async with httpx.AsyncClient(timeout=10) as http:
         values = metric_values((await http.get(f"{url}/metrics")).text)
+    frames = (sum(by_session(values, "avatar_session_frames_total").values()),
+              sum(by_session(values, "avatar_session_frames_shared_total").values()))
     return ({stage: value(values, "avatar_frame_seconds_sum", stage=stage) for stage in STAGES},
-            by_label(values, "avatar_thread_cpu_seconds_total", "pool"))
+            by_label(values, "avatar_thread_cpu_seconds_total", "pool"), frames)
 
 
 async def run_level(svc: ServiceProcess, n: int, seconds: float, talk: bool) -> dict:
@@ -47,20 +53,21 @@ async def run_level(svc: ServiceProcess, n: int, seconds: float, talk: bool) -> 
         for probe in probes:
             await probe.connect()
             await probe.wait_for_media()
-        await asyncio.sleep(2.0)                                     # warm-up
-        stages0, threads0 = await stage_seconds(svc.url)
+        await asyncio.sleep(WARM_UP)
+        stages0, threads0, frames0 = await stage_seconds(svc.url)
         start, cpu0, own0 = time.monotonic(), svc.cpu_seconds(), time.process_time()
         for i, probe in enumerate(probes if talk else ()):           # staggered speech during the window
             asyncio.get_running_loop().call_later(0.5 + i * 0.7, probe.say, "What is AI?")
         await asyncio.sleep(seconds)
         end, cpu1, own1 = time.monotonic(), svc.cpu_seconds(), time.process_time()
-        stages1, threads1 = await stage_seconds(svc.url)
+        stages1, threads1, frames1 = await stage_seconds(svc.url)
         fps = [p.received.video_fps(start, end) for p in probes]
         size = probes[0].received.video_sizes[-1]
         return {"n": n, "fps": fps, "server_cpu": (cpu1 - cpu0) / (end - start),
                 "client_cpu": (own1 - own0) / (end - start), "size": size,
                 "stages": {k: (stages1[k] - stages0[k]) / (end - start) for k in STAGES},
                 "threads": {k: (threads1[k] - threads0.get(k, 0.0)) / (end - start) for k in threads1},
+                "shared": (frames1[1] - frames0[1]) / max(1.0, frames1[0] - frames0[0]),
                 "ids": {probe.session_id for probe in probes}}
     finally:
         for probe in probes:
@@ -91,7 +98,8 @@ async def sweep(svc: ServiceProcess, max_n: int, step: int, seconds: float, talk
               f"({result['server_cpu'] * 100 / n:5.1f}% per session) | clients' CPU {result['client_cpu'] * 100:5.1f}% | "
               f"frames handed over late {result['late']:6.1%}", flush=True)
         print("      server time per session (% of one core): " + ", ".join(
-            f"{stage} {seconds * 100 / n:4.1f}%" for stage, seconds in result["stages"].items()), flush=True)
+            f"{stage} {seconds * 100 / n:4.1f}%" for stage, seconds in result["stages"].items())
+            + f"; frames from the shared idle stream {result['shared']:.0%}", flush=True)
         busiest = sorted(result["threads"].items(), key=lambda item: -item[1])[:4]
         print("      server threads, all sessions (% of one core): " + ", ".join(
             f"{pool} {seconds * 100:5.1f}%" for pool, seconds in busiest), flush=True)
@@ -108,11 +116,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--idle", action="store_true", help="the clients never talk: idle (listening) sessions only")
     parser.add_argument("--avatar", default="default", help="'default' or an avatar bundle made by `avatar build`")
+    parser.add_argument("--no-shared-idle", action="store_true", help="every frame encoded per session")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores (shared with other users: figures vary with their load)")
     print(f"avatar: {args.avatar}")
     os.environ.setdefault("AVATAR_MAX_LATE_SHARE", "1")   # measure past the point where new sessions get 503
     os.environ["AVATAR_CLIENT_LIMITS"] = "false"          # every client here is 127.0.0.1
+    os.environ["AVATAR_SHARED_IDLE"] = "false" if args.no_shared_idle else "true"
+    print(f"shared idle stream: {'off' if args.no_shared_idle else 'on'}")
     with service(max_sessions=args.max + 1, avatar=args.avatar) as svc, loopback_only():
         results = asyncio.run(sweep(svc, args.max, args.step, args.seconds, not args.idle))
     held = [r["n"] for r in results if min(r["fps"]) >= HOLD_FPS]

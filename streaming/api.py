@@ -17,6 +17,7 @@ from avatar.types import BUILT_IN_NAME
 from streaming.alerts import ESCALATIONS, respond
 from streaming.clients import TooManyRequests, UnknownConversation
 from streaming.codecs import AvatarVp8Encoder, send_only_ours, use_encoder
+from streaming.shared_idle import viewer_can_take
 from streaming.offers import BadOffer, check_offer
 from streaming.peer import advertise_max_message_size, guard_channel_messages
 from streaming.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -128,14 +129,18 @@ async def open_session(services: Services, offer: Offer, client: str, kinds: set
     session = Session(pc, services.engine, services.responder, services.frames, services.workers,
                       services.render_pool, services.sessions.new_id(), client=client, limits=services.limits,
                       rules=MessageRules(settings.max_message_chars, settings.max_channel_message_bytes),
-                      alerts=services.alerts, load=services.sessions.load, metrics=services.metrics)
+                      alerts=services.alerts, load=services.sessions.load, metrics=services.metrics,
+                      shared=services.shared_idle)
     try:
         for track in (session.audio, session.video):   # our tracks and codecs, not the offer's: errors are ours
             if track.kind in kinds:
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 send_only_ours(transceiver)
                 if track.kind == "video":
-                    use_encoder(transceiver.sender, AvatarVp8Encoder())
+                    encoder = AvatarVp8Encoder()
+                    use_encoder(transceiver.sender, encoder)
+                    if services.shared_idle is not None:
+                        session.video.may_share = viewer_can_take(services.shared_idle, encoder, transceiver.sender)
     except Exception:
         await session.close()
         raise

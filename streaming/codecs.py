@@ -8,7 +8,8 @@ is digital silence. So:
 - `AvatarVp8Encoder`: aiortc's VP8 payload format and picture ids, but no denoiser, the fastest real-time
   speed step, blocks that barely changed (static threshold) left as they are, one thread, and a new codec
   (with its keyframe) only when the bitrate aiortc asks for (from the receiver's estimate) falls by a quarter
-  or doubles; aiortc starts one at every 10% move.
+  or doubles; aiortc starts one at every 10% move. It also packs frames encoded elsewhere (the shared idle
+  stream, streaming/shared_idle.py) as they are, and its next own frame after those is a keyframe.
 - `OpusPackets`: the audio track encodes its own frames (mono, 48 kbit/s) and hands aiortc packets, which it
   sends as they are. Sound goes out in 10 ms packets: a receiver's jitter buffer that waits for a fixed
   number of packets (aiortc's waits for 4) then holds 40 ms of it, not 80. Settled silence goes out in 20 ms
@@ -71,6 +72,7 @@ class AvatarVp8Encoder(Vp8Encoder):
     def __init__(self) -> None:
         super().__init__()
         self.codecs_made = 0     # how many times a codec (and so a keyframe) was started
+        self._foreign = False    # the last frame packed was encoded elsewhere
 
     def _needs_codec(self, frame: VideoFrame) -> bool:
         codec = self.codec
@@ -80,16 +82,7 @@ class AvatarVp8Encoder(Vp8Encoder):
         return not BITRATE_DOWN <= ratio <= BITRATE_UP
 
     def _open(self, frame: VideoFrame) -> None:
-        bitrate = self.target_bitrate
-        codec = av.CodecContext.create("libvpx", "w")
-        codec.width, codec.height = frame.width, frame.height
-        codec.pix_fmt = "yuv420p"
-        codec.bit_rate = bitrate
-        codec.gop_size = 3000          # keyframes when asked (a receiver's PLI), not on a schedule
-        codec.qmin, codec.qmax = 2, 56
-        codec.thread_count = 1
-        codec.options = {**VP8_OPTIONS, "minrate": str(bitrate), "maxrate": str(bitrate), "bufsize": str(bitrate)}
-        self.codec = codec
+        self.codec = vp8_codec(frame.width, frame.height, self.target_bitrate)
         self.codecs_made += 1
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
@@ -99,10 +92,34 @@ class AvatarVp8Encoder(Vp8Encoder):
             frame = frame.reformat(format="yuv420p")
         if self._needs_codec(frame):
             self._open(frame)
-        if force_keyframe:
+        if force_keyframe or self._foreign:   # after packets encoded elsewhere our references are not the peer's
             frame.pict_type = av.video.frame.PictureType.I
-        data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
+            self._foreign = False
+        data = vp8_encode(self.codec, frame)
         return super().pack(_packet(data, frame.pts, frame.time_base))
+
+    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
+        """A frame encoded elsewhere (the shared idle stream) to RTP payloads, as it is."""
+        self._foreign = True
+        return super().pack(packet)
+
+
+def vp8_codec(width: int, height: int, bitrate: int) -> av.CodecContext:
+    """A libvpx VP8 encoder for rendered frames (VP8_OPTIONS) at `bitrate`; keyframes only when asked."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = width, height
+    codec.pix_fmt = "yuv420p"
+    codec.bit_rate = bitrate
+    codec.gop_size = 3000          # keyframes when asked (a receiver's PLI, a viewer joining), not on a schedule
+    codec.qmin, codec.qmax = 2, 56
+    codec.thread_count = 1
+    codec.options = {**VP8_OPTIONS, "minrate": str(bitrate), "maxrate": str(bitrate), "bufsize": str(bitrate)}
+    return codec
+
+
+def vp8_encode(codec: av.CodecContext, frame: VideoFrame) -> bytes:
+    """One frame through `codec` (a keyframe if its pict_type says I): the frame's VP8 bytes."""
+    return b"".join(bytes(packet) for packet in codec.encode(frame))
 
 
 def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> Packet:
@@ -179,6 +196,13 @@ def send_only_ours(transceiver: RTCRtpTransceiver) -> None:
     capabilities = RTCRtpSender.getCapabilities(transceiver.kind).codecs
     transceiver.setCodecPreferences([codec for codec in capabilities
                                      if codec.mimeType.lower() in (wanted, RETRANSMISSION)])
+
+
+def keyframe_asked(sender: RTCRtpSender) -> bool:
+    """Whether `sender`'s peer asked for a keyframe (a PLI) that the sender has not had encoded yet: it asks
+    its encoder at the next frame it encodes itself, and never for frames packed as they are (aiortc 1.16
+    keeps this in the private `__force_keyframe`; see use_encoder)."""
+    return bool(getattr(sender, "_RTCRtpSender__force_keyframe", False))
 
 
 def use_encoder(sender: RTCRtpSender, encoder: Encoder) -> None:

@@ -21,6 +21,8 @@ class PerformerLike(Protocol):
 
     def prepare_stream(self, text: str) -> Iterator[tuple[Utterance, bool]]: ...
     def idle(self, n: int) -> np.ndarray: ...
+    def idle_towards(self, n: int, target: int) -> bool: ...
+    def follow(self, index: int) -> None: ...
     def interrupt(self, current: int | None = None) -> None: ...
     def render(self, index: int) -> np.ndarray: ...
 
@@ -81,6 +83,30 @@ class GuardedPerformer:
             finally:
                 self._lock.release()
         return self._shown
+
+    def steer(self, n: int, target: int) -> bool:
+        """Plan the next `n` idle frames to end on driving frame `target`; False when the planner is busy or
+        cannot reach it."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._apply_interrupt()
+            return self._performer.idle_towards(n, target)
+        finally:
+            self._lock.release()
+
+    def follow(self, index: int) -> bool:
+        """Put driving frame `index` on screen as the next idle frame, chosen elsewhere (the shared idle
+        stream); the planner continues from it. False, and the frame on screen kept, while it is busy."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._apply_interrupt()
+            self._performer.follow(index)
+            self._shown = int(index)
+            return True
+        finally:
+            self._lock.release()
 
     def render(self, index: int) -> np.ndarray:
         return self._performer.render(index)

@@ -44,7 +44,8 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS, registry=self.registry)
         self.frame_seconds = Histogram("avatar_frame_seconds",
                                        "CPU seconds per media frame: render (and convert) a video frame, encode "
-                                       "a video frame (VP8), make an audio packet (Opus: 10 ms of sound encoded, or silence reused)",
+                                       "a video frame (VP8), render and encode a frame of the shared idle stream, "
+                                       "make an audio packet (Opus: 10 ms of sound encoded, or silence reused)",
                                        ["stage"], buckets=FRAME_BUCKETS, registry=self.registry)
         self.sessions: Callable[[], Iterable[dict]] = lambda: ()
         self.registry.register(_LiveSessions(lambda: self.sessions()))
@@ -78,6 +79,9 @@ class _LiveSessions(Collector):
                                       labels=["session"])
         late = CounterMetricFamily("avatar_session_frames_late", "Video frames handed over a frame interval late",
                                    labels=["session"])
+        shared = CounterMetricFamily("avatar_session_frames_shared",
+                                     "Video frames sent from the shared idle stream (encoded once for all)",
+                                     labels=["session"])
         count = 0
         for session in self._sessions():
             count += 1
@@ -86,8 +90,9 @@ class _LiveSessions(Collector):
             sent.add_metric(label, session["frames"])
             skipped.add_metric(label, session["frames_skipped"])
             late.add_metric(label, session["frames_late"])
+            shared.add_metric(label, session["frames_shared"])
         live.add_metric([], count)
-        return [live, fps, sent, skipped, late]
+        return [live, fps, sent, skipped, late, shared]
 
 
 THREAD_STAT = "/proc/self/task/{native_id}/stat"     # Linux: a thread's user and system time

@@ -16,6 +16,7 @@ from streaming.ice_servers import IceConfig
 from streaming.metrics import ServiceMetrics
 from streaming.session import SessionRegistry
 from streaming.settings import ServiceSettings
+from streaming.shared_idle import SharedIdle
 from streaming.tracks import EncoderFrames
 from streaming.alerts import Alerts
 from streaming.workers import MediaLoop, Workers
@@ -29,6 +30,7 @@ class Services:
     sessions: SessionRegistry
     render_pool: ThreadPoolExecutor       # rendering and frame conversion, shared by all sessions
     frames: EncoderFrames                 # converted frames per driving frame, shared by all sessions
+    shared_idle: SharedIdle | None        # the idle stream, encoded once for every listening session
     media: MediaLoop                      # the event loop the peer connections and sessions live on
     workers: Workers                      # bot replies and speech planning, off the media's executors
     limits: ClientLimits                  # offers and chats per client address
@@ -47,13 +49,19 @@ class Services:
         sessions = SessionRegistry(settings.max_sessions, settings.connect_timeout, settings.peer_silence_timeout,
                                    settings.max_late_share, settings.instance_id)
         metrics.sessions = sessions.figures
+        frames = EncoderFrames()
+        shared_idle = None
+        if settings.shared_idle:
+            shared_idle = SharedIdle(engine.performer(seed=0), frames,
+                                     on_encode=metrics.frame_seconds.labels("encode_shared").observe)
         return cls(
             settings=settings,
             engine=engine,
             responder=responder,
             sessions=sessions,
             render_pool=ThreadPoolExecutor(max_workers=4, thread_name_prefix="render"),
-            frames=EncoderFrames(),
+            frames=frames,
+            shared_idle=shared_idle,
             media=MediaLoop(encoder_workers=2 * settings.max_sessions + 4,   # a thread per track
                             observe=metrics.observe_encode),
             workers=workers,

@@ -25,6 +25,7 @@ from streaming.clients import ClientLimits, TooManyRequests
 from streaming.guarded import Engine, GuardedPerformer
 from streaming.metrics import ServiceMetrics
 from streaming.peer import Refused, watch_peer
+from streaming.shared_idle import SharedIdle
 from streaming.timeline import Placement, Timeline
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack, EncoderFrames, FrameLoad, SessionClock
 from streaming.workers import Busy, Workers
@@ -87,7 +88,8 @@ class Session:
                  workers: Workers, executor: Executor | None = None, session_id: str | None = None, *,
                  client: str = "unknown", limits: ClientLimits | None = None,
                  rules: MessageRules = MessageRules(), alerts: Alerts | None = None,
-                 load: FrameLoad | None = None, metrics: ServiceMetrics | None = None) -> None:
+                 load: FrameLoad | None = None, metrics: ServiceMetrics | None = None,
+                 shared: SharedIdle | None = None) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.pc = pc
         self.client = client                            # the peer's address, for per-client limits
@@ -99,11 +101,12 @@ class Session:
         self.metrics = metrics
         self.performer = GuardedPerformer(engine.performer(seed=int(uuid.uuid4().int % 2**31)))
         self.clock = SessionClock()
-        self.timeline = Timeline()
+        self.timeline = Timeline(self.clock.elapsed)
         on_encode = None if metrics is None else metrics.frame_seconds.labels("encode_audio").observe
         self.audio = AvatarAudioTrack(self.clock, self.timeline, on_encode)
         on_render = None if metrics is None else metrics.frame_seconds.labels("render").observe
-        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor, load, on_render)
+        self.video = AvatarVideoTrack(self.clock, self.timeline, self.performer, frames, executor, load, on_render,
+                                      shared)
         self.closed = asyncio.Event()
         self.started = time.monotonic()
         self.messages = 0                               # chat messages taken for an answer
@@ -242,13 +245,14 @@ class Session:
         """What the end-of-session log line records."""
         return {"session": self.id, "client": self.client, "reason": reason,
                 "seconds": round(time.monotonic() - self.started, 1), "messages": self.messages,
-                "frames": self.video.frames_sent, "frames_skipped": self.video.frames_skipped,
-                "frames_late": self.video.frames_late}
+                "frames": self.video.frames_sent, "frames_shared": self.video.frames_shared,
+                "frames_skipped": self.video.frames_skipped, "frames_late": self.video.frames_late}
 
     def figures(self) -> dict[str, Any]:
         """What /metrics reports of this session now."""
         return {"session": self.id, "fps": self.video.recent_fps(), "frames": self.video.frames_sent,
-                "frames_skipped": self.video.frames_skipped, "frames_late": self.video.frames_late}
+                "frames_shared": self.video.frames_shared, "frames_skipped": self.video.frames_skipped,
+                "frames_late": self.video.frames_late}
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

@@ -28,6 +28,7 @@ class ServiceSettings(BaseSettings):
     # ... and so does one more while this share of the live sessions' frames (last 3 s) left late: CPU spent
     max_late_share: float = Field(0.05, ge=0.0, le=1.0)
     ice_loopback_only: bool = False                # tests only: offer 127.0.0.1 as the only ICE host candidate
+    shared_idle: bool = True                       # listening sessions send one idle stream, encoded once
 
     # A slot belongs to a peer that is there.
     connect_timeout: float = Field(15.0, gt=0)       # seconds from the answer to ICE+DTLS connected, else closed

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from avatar.types import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, Utterance
+from streaming.codecs import OPUS_FRAME
 
 class Hold(enum.Enum):
     """frame_index()'s answer for "keep the frame on screen": a reply is placed but has not started yet, or its
@@ -88,8 +90,12 @@ class Placement:
 class Timeline:
     """The schedule of one session: at most one placed reply; everything else is idle and silence."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] | None = None) -> None:
+        """`now()`: seconds on the session clock; a reply never starts before the 10 ms audio packet due then
+        (the audio track hands nothing out while it pauses in silence, see streaming/tracks.py)."""
         self._lock = threading.Lock()
+        self._now = now
+        self.on_place: Callable[[], None] | None = None   # told (from any thread) after each reply is placed
         self._placement: Placement | None = None
         self._next_frame = 0     # first video frame whose content is not decided yet
         self._next_sent = 0      # first video frame not handed to the encoder yet
@@ -98,8 +104,9 @@ class Timeline:
         self.epoch = 0           # bumped by clear(): a reply prepared before it is not placed
 
     def _first_free_sample(self) -> int:   # caller holds the lock
-        """The first sample not handed out whose nearest video frame has not been sent either."""
-        return max(self._next_sample, self._next_sent * SAMPLES_PER_FRAME - SAMPLES_PER_FRAME // 2)
+        """The first sample not handed out, not past, and whose nearest video frame has not been sent either."""
+        now = 0 if self._now is None else -(-int(self._now() * SAMPLE_RATE) // OPUS_FRAME) * OPUS_FRAME
+        return max(self._next_sample, now, self._next_sent * SAMPLES_PER_FRAME - SAMPLES_PER_FRAME // 2)
 
     def _pin(self, utterance: Utterance, start_sample: int) -> Segment:   # caller holds the lock
         segment = Segment(utterance, start_sample)
@@ -114,8 +121,10 @@ class Timeline:
         with self._lock:
             if epoch is not None and epoch != self.epoch:
                 return None
-            self._placement = Placement(self._pin(utterance, self._first_free_sample()), more)
-            return self._placement
+            placement = self._placement = Placement(self._pin(utterance, self._first_free_sample()), more)
+        if self.on_place is not None:
+            self.on_place()
+        return placement
 
     def extend(self, placement: Placement, utterance: Utterance, more: bool = False) -> Segment | None:
         """Append the reply's next segment where the last one ends (or at the first free sample, if that has
@@ -165,6 +174,20 @@ class Timeline:
                 if segment.start_frame <= k < segment.end_frame:
                     return int(segment.utterance.frame_indices[k - segment.start_frame])
             return HOLD
+
+    def silent_after(self, n: int) -> bool:
+        """Whether no reply is placed at or after sample `n`, nor is one still coming."""
+        with self._lock:
+            p = self._placement
+            return p is None or (p.end_sample <= n and not p.more)
+
+    def resume_at(self, n: int, due: int) -> int:
+        """Where an audio track that paused in silence at sample `n` goes on, with the packet at `due` due now:
+        there, or at the placed reply's first sample if that is earlier (none of it may be skipped)."""
+        with self._lock:
+            p = self._placement
+            starts = [s.start_sample for s in p.segments if s.end_sample > n] if p is not None else []
+            return max(n, min([due, *starts]))
 
     def quiet_ahead(self, n: int, count: int, quiet_count: int) -> bool:
         """Whether no segment overlaps samples n .. n+quiet_count; either way samples n .. n+count count as

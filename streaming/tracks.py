@@ -2,7 +2,8 @@
 
 Video frame k is due at t0 + k/25 (pts in 90 kHz), audio sample n at t0 + n/48000 (pts in samples), with
 t0 set by whichever track starts first. Frames are rendered one ahead on a worker thread, so `recv()`
-only awaits a future that is normally ready.
+only awaits a future that is normally ready. A listening session's video sends the service's shared idle
+stream where it can (streaming/shared_idle.py): encoded frames, which aiortc packs as they are.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -25,9 +27,14 @@ from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, OpusPackets
 from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, Timeline
 
+if TYPE_CHECKING:
+    from streaming.shared_idle import SharedIdle
+
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 MAX_LAG = 0.25                                   # seconds behind schedule before a track skips ahead
+TRANSITION_FRAMES = FPS                          # frames a session takes at least to steer into the idle stream
+DTX_KEEPALIVE = SAMPLE_RATE * 2 // 5             # 400 ms: in paused silence, one packet this often (as libopus' DTX)
 RATE_WINDOW = 5                                  # seconds over which a video track reports its frame rate
 
 
@@ -50,6 +57,17 @@ class SessionClock:
         wait = self.start() + seconds - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until `event` is set or `seconds` after t0 has come; whether the event came first."""
+        wait = self.start() + seconds - time.monotonic()
+        if event.is_set() or wait <= 0:
+            return event.is_set()
+        try:
+            await asyncio.wait_for(event.wait(), wait)
+        except TimeoutError:
+            return False
+        return True
 
 
 class FrameLoad:
@@ -97,6 +115,13 @@ class AvatarAudioTrack(MediaStreamTrack):
     would, and a reply is placed as early as with 10 ms packets only. When a 20 ms packet is due to start,
     the track first checks that no reply lies in it; if one does, the packet is 10 ms, sent at once.
 
+    While the silence is settled and no reply is placed, the track pauses (discontinuous transmission, RFC 7587
+    section 3.1.3): it sends one 20 ms packet of silence every 400 ms and nothing else, so an idle session's
+    audio costs the sender and each receiver 2.5 packets a second instead of 50. The timestamps jump over the
+    pause, the sequence numbers do not, which is how a receiver tells a pause from a loss. A reply placed
+    during the pause wakes the track at once (`Timeline.on_place`), and the timeline starts it no earlier than
+    the packet due at the time, so nothing of it is skipped.
+
     The track encodes its own frames (streaming/codecs.py): aiortc sends packets as they are.
     """
 
@@ -111,6 +136,9 @@ class AvatarAudioTrack(MediaStreamTrack):
         self._opus = OpusPackets()
         self._on_encode = on_encode
         self._next = 0
+        self._keepalive = 0                   # the sample from which a paused track sends its next packet
+        self._placed: asyncio.Event | None = None
+        self.pauses = 0                       # how many times the track paused in silence
 
     async def recv(self) -> Packet:
         if self.readyState != "live":
@@ -120,6 +148,9 @@ class AvatarAudioTrack(MediaStreamTrack):
         if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
             n = int(self._clock.elapsed() * SAMPLE_RATE) // OPUS_FRAME * OPUS_FRAME
         await self._clock.sleep_until(n / SAMPLE_RATE)
+        if self._opus.silence_settled and n < self._keepalive:
+            n = await self._pause(n)
+            await self._clock.sleep_until(n / SAMPLE_RATE)
         quiet = self._opus.silence_settled and self._timeline.quiet_ahead(n, OPUS_FRAME, SILENCE_PACKET)
         if quiet:
             await self._clock.sleep_until((n + OPUS_FRAME) / SAMPLE_RATE)
@@ -129,7 +160,32 @@ class AvatarAudioTrack(MediaStreamTrack):
         if self._on_encode is not None:
             self._on_encode(time.thread_time() - start)
         self._next = n + len(samples)
+        self._keepalive = n + DTX_KEEPALIVE
         return packet
+
+    async def _pause(self, n: int) -> int:
+        """Send nothing from sample `n` until a reply is placed or the next keepalive packet is due; the
+        sample to go on from (`n` itself when a reply is placed already)."""
+        if self._placed is None:
+            loop, placed = asyncio.get_running_loop(), asyncio.Event()
+            self._placed = placed
+            self._timeline.on_place = lambda: _call_soon(loop, placed.set)
+        self._placed.clear()
+        if not self._timeline.silent_after(n):
+            return n
+        self.pauses += 1
+        if not await self._clock.wait(self._placed, self._keepalive / SAMPLE_RATE):
+            return self._timeline.resume_at(n, self._keepalive)
+        due = round(self._clock.elapsed() * SAMPLE_RATE) // OPUS_FRAME * OPUS_FRAME
+        return self._timeline.resume_at(n, min(due, self._keepalive))
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """Run `callback` on `loop` from any thread; nothing if the loop has closed (the session is gone)."""
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:
+        pass
 
 
 class AvatarVideoTrack(MediaStreamTrack):
@@ -139,9 +195,20 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     def __init__(self, clock: SessionClock, timeline: Timeline, performer: GuardedPerformer,
                  frames: EncoderFrames, executor: Executor | None = None, load: FrameLoad | None = None,
-                 on_render: Callable[[float], None] | None = None) -> None:
-        """`on_render(seconds)` is told the CPU time each frame took to render and convert (for the metrics)."""
+                 on_render: Callable[[float], None] | None = None, shared: SharedIdle | None = None) -> None:
+        """`on_render(seconds)` is told the CPU time each frame took to render and convert (for the metrics);
+        `shared`: the service's idle stream, sent while listening (None: every frame is encoded here)."""
         super().__init__()
+        self._shared = shared
+        self.may_share: Callable[[], bool] = lambda: True   # whether the viewer can take the stream now (api.py)
+        self._share_lock = threading.Lock()
+        self._offset: int | None = None   # stream frame = k + offset: the stream's frame due with ours
+        self._join: int | None = None     # the frame k where this session takes up the stream (planned to)
+        self._retry = 0                   # no way in is planned before this frame (the last try failed)
+        self._in_stream = False           # frames from _join on are the stream's, so far
+        self._last_sent = -1              # the last frame k handed over, and whether it was the stream's
+        self._last_sent_shared = False
+        self.frames_shared = 0            # frames sent from the shared stream
         self._load = load
         self._on_render = on_render
         self._sent_at: deque[float] = deque(maxlen=FPS * RATE_WINDOW)
@@ -156,22 +223,77 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.frames_skipped = 0    # frames never sent because rendering fell more than MAX_LAG behind
         self.frames_late = 0       # frames handed over more than one frame interval after they were due
 
-    def _make_frame(self, k: int) -> VideoFrame:
-        """Worker thread: decide what frame k shows, render it and convert it for the encoder."""
+    def _make_frame(self, k: int) -> VideoFrame | Packet:
+        """Worker thread: decide what frame k shows, render it and convert it for the encoder (or take the
+        shared idle stream's encoded frame)."""
         start = time.thread_time()
         index = self._timeline.frame_index(k)
         if index is None:
+            if self._shared is not None:
+                packet = self._from_stream(k)
+                if packet is not None:
+                    return packet
             index = self._performer.idle_index()
-        elif index is HOLD:
-            index = self._performer.shown
         else:
-            self._performer.show(index)
+            self._leave_stream()
+            if index is HOLD:
+                index = self._performer.shown
+            else:
+                self._performer.show(index)
         frame = self._frames.frame(index, self._performer.render)
         frame.pts = k * (VIDEO_CLOCK_RATE // FPS)
         frame.time_base = VIDEO_TIME_BASE
         if self._on_render is not None:
             self._on_render(time.thread_time() - start)
         return frame
+
+    def _from_stream(self, k: int) -> Packet | None:
+        """Worker thread, listening: the shared stream's frame for k, or None for a frame of our own (and then,
+        if not on the way into the stream yet, the way in is planned: see streaming/shared_idle.py)."""
+        shared = self._shared
+        assert shared is not None
+        with self._share_lock:
+            if self._offset is None:
+                self._offset = round(shared.now() + (k / FPS - self._clock.elapsed()) * FPS) - k
+            number = k + self._offset
+            if not self.may_share():
+                self._join, self._in_stream = None, False
+                return None
+            if self._join is None:                       # plan the way in, along our own listening frames
+                if k < self._retry:
+                    return None
+                join = shared.join_at(number + TRANSITION_FRAMES)
+                target = shared.index(join)
+                if target is not None and self._performer.steer(join - number + 1, target):
+                    self._join = join - self._offset
+                else:                                    # busy, or out of reach from here: not every frame
+                    self._retry = k + TRANSITION_FRAMES // 5
+                return None
+            if k < self._join:
+                return None
+            entry = shared.frame(number)
+            if entry is None or (not self._in_stream and (k != self._join or not entry.keyframe)):
+                self._join, self._in_stream = None, False  # missed the way in, or fell behind: plan it again
+                return None
+            if not self._performer.follow(entry.index):  # a reply is being planned from the frame on screen
+                self._join, self._in_stream = None, False
+                return None
+            self._in_stream = True
+        packet = Packet(entry.data)
+        packet.pts = k * (VIDEO_CLOCK_RATE // FPS)
+        packet.time_base = VIDEO_TIME_BASE
+        packet.is_keyframe = entry.keyframe
+        return packet
+
+    def _leave_stream(self) -> None:
+        with self._share_lock:
+            self._join, self._in_stream = None, False
+
+    def _sendable(self, k: int, frame: VideoFrame | Packet) -> bool:
+        """Whether frame k can go out as decided: a stream frame other than a keyframe only right after the
+        stream's frame k - 1 (the viewer's decoder holds what it refers to)."""
+        return (not isinstance(frame, Packet) or frame.is_keyframe
+                or (self._last_sent == k - 1 and self._last_sent_shared))
 
     def recent_fps(self) -> float:
         """Frames handed to the encoder per second over the last RATE_WINDOW seconds."""
@@ -197,13 +319,22 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._ahead = self._submit(k + 1)
         await self._clock.sleep_until(k / FPS)
         decided = ahead[1]
-        for _ in range(3):  # an utterance placed on frame k (or a barge-in) while it waited: decide k again
-            if decided == self._timeline.generation:
+        for _ in range(3):  # an utterance placed on frame k (or a barge-in) while it waited, or a stream frame
+            if decided == self._timeline.generation and self._sendable(k, frame):   # that cannot follow: again
                 break
+            if not self._sendable(k, frame):
+                self._leave_stream()
             _, decided, again = self._submit(k)
             frame = await again
+        if not self._sendable(k, frame):   # still not (a race with another replan): leave and decide again
+            self._leave_stream()
+            frame = await self._submit(k)[2]
+            if not self._sendable(k, frame):
+                raise RuntimeError(f"frame {k}: no frame of its own after leaving the shared idle stream")
         self._timeline.sent(k)  # no await since k was decided: the timeline cannot have moved meanwhile
         self._next = k + 1
+        self._last_sent, self._last_sent_shared = k, isinstance(frame, Packet)
+        self.frames_shared += self._last_sent_shared
         self.frames_sent += 1
         self._sent_at.append(time.monotonic())
         late = self._clock.elapsed() > (k + 1) / FPS

@@ -127,3 +127,21 @@ def test_a_long_clip_is_searched_with_a_beam_that_finds_the_exact_plan(default_c
     plans = [MotionPlanner(clip, seed=2, settings=MotionSettings(beam=beam)).speak(targets)
              for beam in (MotionSettings().beam, len(clip))]                   # the beam, and exact
     assert np.mean(plans[0] == plans[1]) >= 0.95
+
+
+def test_idle_steers_onto_another_planners_frame_and_follows_it_without_a_jump(default_clip):
+    ours, shared = MotionPlanner(default_clip, seed=3), MotionPlanner(default_clip, seed=4)
+    stream = shared.idle(10 * FPS)                     # another listener's frames (the shared idle stream)
+    mine = list(ours.idle(2 * FPS)) + list(ours.speak(_speech_targets(40, 3)))
+    join = 5 * FPS
+    assert ours.idle_towards(join - len(mine) + 1, int(stream[join]))
+    mine += list(ours.idle(join - len(mine)))          # our own frames until the stream's frame at `join`
+    for index in stream[join:join + 2 * FPS]:          # then the stream's frames, shown in place of ours
+        ours.follow(int(index))
+        mine.append(int(index))
+    mine += list(ours.speak(_speech_targets(30, 5))) + list(ours.idle(FPS))   # a reply continues from there
+    frames = np.asarray(mine)
+    assert ours.steps[frames[:-1], frames[1:]].max() <= ours.settings.max_pose_step
+    assert default_clip.mouth[frames[2 * FPS + 40:join], 0].max() <= 0.15         # listening on the way in
+    far = int(np.argmax(ours.steps[ours.current]))
+    assert not ours.idle_towards(1, far) and ours.idle_towards(2, ours.current) is True   # out of reach: False

@@ -65,6 +65,13 @@ class TonePerformer:
         self._idle += n
         return out.astype(np.int64)
 
+    def idle_towards(self, n: int, target: int) -> bool:
+        self._idle = (int(target) - n + 1) % 10            # the cycle, shifted to reach `target` on the n-th frame
+        return True
+
+    def follow(self, index: int) -> None:
+        self._idle = (int(index) + 1) % 10
+
     def interrupt(self, current: int | None = None) -> None:
         self.interrupts.append(current)
 

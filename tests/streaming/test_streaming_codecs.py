@@ -1,7 +1,8 @@
 """The service's own encoders (streaming/codecs.py): what they send decodes to what went in.
 
 Opus: sound in 10 ms packets; settled silence in 20 ms packets of the very frame the encoder would have made,
-twice; speech after a reused silence comes through as well as when every frame is encoded. VP8: keyframes when asked, a new codec only
+twice, one every 400 ms while the track pauses; speech after a reused silence comes through as well as when
+every frame is encoded. VP8: keyframes when asked, a new codec only
 when the bitrate falls by a quarter or doubles, and frames that decode close to the source.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiortc.codecs.vpx import vp8_depayload
 
 from avatar.types import SAMPLE_RATE, SAMPLES_PER_FRAME, AudioClip, Speech, Utterance
 from streaming.timeline import Timeline
-from streaming.tracks import AvatarAudioTrack
+from streaming.tracks import DTX_KEEPALIVE, AvatarAudioTrack
 from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
 
 CHUNK = SAMPLE_RATE // 50
@@ -124,10 +125,14 @@ def test_opus_refuses_a_long_packet_of_sound_or_of_unsettled_silence() -> None:
 
 
 class FakeClock:
-    """A session clock whose time moves only when a track sleeps."""
+    """A session clock whose time moves only when a track sleeps or waits. With `real_waits`, a wait for an
+    event first waits that many real seconds for it (for a reply placed from another thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, real_waits: float = 0.0) -> None:
         self.now = 0.0
+        self.real_waits = real_waits
+        self.waiting = asyncio.Event()
+        self.woken = 0
 
     def elapsed(self) -> float:
         return self.now
@@ -135,9 +140,24 @@ class FakeClock:
     async def sleep_until(self, seconds: float) -> None:
         self.now = max(self.now, seconds)
 
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        self.waiting.set()
+        try:
+            await asyncio.wait_for(event.wait(), self.real_waits)
+        except TimeoutError:
+            self.now = max(self.now, seconds)
+            return False
+        self.woken += 1
+        return True
 
-def test_the_audio_track_sends_sound_when_due_and_settled_silence_when_its_second_half_is_due() -> None:
-    clock, timeline = FakeClock(), Timeline()
+
+def toc_samples(packet) -> int:
+    return (2 if bytes(packet)[0] & 0b11 == 1 else 1) * OPUS_FRAME     # the TOC byte's frame count code
+
+
+def test_the_audio_track_sends_sound_when_due_settled_silence_late_and_pauses_in_silence() -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock.elapsed)
     track = AvatarAudioTrack(clock, timeline)
     samples = speechlike(0.3)
     reply = Utterance(Speech("x", AudioClip(samples), ()), np.zeros((8, 3), np.float32), np.arange(8))
@@ -146,28 +166,66 @@ def test_the_audio_track_sends_sound_when_due_and_settled_silence_when_its_secon
         out = []
         for _ in range(count):
             packet = await track.recv()
-            frames = 2 if bytes(packet)[0] & 0b11 == 1 else 1          # the TOC byte's frame count code
-            out.append((packet.pts, clock.now, frames * OPUS_FRAME))
+            out.append((packet.pts, clock.now, toc_samples(packet)))
         return out
 
-    async def scenario() -> tuple[list, list, object]:
-        before = await take(40)                          # silence, settling into 20 ms packets
+    async def scenario() -> tuple[list, list, object, float]:
+        before = await take(40)                          # silence: settling, then paused
+        placed_at = clock.now
         placement = timeline.place(reply)
-        return before, await take(60), placement
-    before, after, placement = asyncio.run(scenario())
+        return before, await take(60), placement, placed_at
+    before, after, placement, placed_at = asyncio.run(scenario())
     sent = before + after
     starts = [pts for pts, _, _ in sent]
-    assert starts == sorted(starts) and all(b - a in (OPUS_FRAME, SILENCE_PACKET) for a, b in zip(starts, starts[1:]))
     sizes = {pts: size for pts, _, size in sent}
-    assert all(a + sizes[a] == b for a, b in zip(starts, starts[1:]))          # back to back
+    assert starts == sorted(starts) and all(a + sizes[a] <= b for a, b in zip(starts, starts[1:]))   # no overlap
+    gaps = [(a, b) for a, b in zip(starts, starts[1:]) if a + sizes[a] < b]
+    assert len(gaps) > 10 and all(b - a == DTX_KEEPALIVE for a, b in gaps)   # paused: a packet every 400 ms
+    assert track.pauses >= len(gaps)
     for pts, when, _ in sent:                            # 10 ms packets when due, 20 ms ones 10 ms later
         assert when == pytest.approx((pts + (OPUS_FRAME if sizes[pts] == SILENCE_PACKET else 0)) / SAMPLE_RATE)
     assert any(sizes[pts] == SILENCE_PACKET for pts, _, _ in before)
     start = placement.start_sample
-    assert start in sizes and all(sizes[p] == OPUS_FRAME for p in sizes if start <= p < start + samples.size)
+    spoken = [p for p in starts if start <= p < start + samples.size]
+    assert spoken[0] == start and all(sizes[p] == OPUS_FRAME for p in spoken)
+    assert spoken == list(range(start, start + samples.size, OPUS_FRAME))   # every sample of the reply, once
     first = next(when for pts, when, _ in sent if pts == start)
     assert first == pytest.approx(start / SAMPLE_RATE)   # the reply's first packet leaves when it is due
-    assert start / SAMPLE_RATE - before[-1][1] < 2 * SAMPLES_PER_FRAME / SAMPLE_RATE   # and starts soon
+    assert start / SAMPLE_RATE - placed_at <= OPUS_FRAME / SAMPLE_RATE + 1e-9   # after at most a packet's wait
+
+
+def test_a_paused_audio_track_wakes_for_a_reply_placed_from_another_thread() -> None:
+    clock = FakeClock(real_waits=30.0)
+    timeline = Timeline(clock.elapsed)
+    track = AvatarAudioTrack(clock, timeline)
+    samples = speechlike(0.2)
+    reply = Utterance(Speech("x", AudioClip(samples), ()), np.zeros((5, 3), np.float32), np.arange(5))
+
+    async def scenario() -> tuple[list[tuple[int, int]], object, float]:
+        sent: list[tuple[int, int]] = []
+
+        async def take() -> None:
+            while len(sent) < 200:
+                packet = await track.recv()
+                sent.append((packet.pts, toc_samples(packet)))
+        taking = asyncio.ensure_future(take())
+        await asyncio.wait_for(clock.waiting.wait(), 30)      # settled and paused
+        clock.now += 0.13                                     # a while into the pause
+        paused_at = clock.now
+        placement = await asyncio.to_thread(timeline.place, reply)   # as the speech worker places it
+        while not sent or sent[-1][0] < placement.end_sample:
+            await asyncio.sleep(0.01)
+        taking.cancel()
+        return sent, placement, paused_at
+    sent, placement, paused_at = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert clock.woken == 1                                   # woken by the placement, not by the keepalive
+    starts = [pts for pts, _ in sent]
+    start = placement.start_sample
+    resumed = starts[next(i for i, (pts, size) in enumerate(sent) if pts > paused_at * SAMPLE_RATE - size)]
+    assert resumed <= start < resumed + 2 * OPUS_FRAME        # went on with the packet due, or the reply's first
+    assert start >= round(paused_at * SAMPLE_RATE)            # the reply does not start in the past
+    assert [p for p in starts if p >= start][:samples.size // OPUS_FRAME] == list(
+        range(start, start + samples.size, OPUS_FRAME))       # and plays whole
 
 
 def moving_frames(count: int, size: int = 512) -> list[np.ndarray]:

@@ -1,0 +1,147 @@
+"""The service's shared idle stream: the avatar listening on one clock, encoded once for every idle viewer.
+
+Every live session shows the same avatar at the same size, and a listening session shows idle frames (resting
+mouth, blinks, a slow head drift) most of the time. Rendering and VP8-encoding those per session were the
+largest share of a session's CPU (bench/sessions.py). Here one performer plans the idle frames on one
+service-wide frame clock and one encoder encodes each once; a listening session sends the encoded frame due
+as it is (aiortc packs it with the session's own picture ids and RTP timestamps), so an idle viewer costs the
+sender neither a render nor an encode.
+
+A decoder can take up a stream only at a keyframe. So a session that falls idle (when it starts, after a reply,
+after a barge-in) asks for a keyframe a second or more ahead (tracks.TRANSITION_FRAMES) (`join_at`: keyframes come at most one
+per MIN_KEY_GAP frames, so many viewers joining at once cost one keyframe a second, not one each), steers its
+own listening to arrive on the stream's frame at that moment (`GuardedPerformer.steer`), encodes its own
+frames until then, and sends the stream's frames from that keyframe on. A session leaves the stream, and
+encodes its own frames again from a keyframe of its own, when it speaks (or plans to), when its viewer asks for
+a keyframe (a PLI) or has less bandwidth than the stream, and when it misses a frame of the stream.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+
+from avatar.types import FPS
+from aiortc import RTCRtpSender
+
+from streaming.codecs import BITRATE_DOWN, AvatarVp8Encoder, keyframe_asked, vp8_codec, vp8_encode
+from streaming.guarded import PerformerLike
+from streaming.tracks import EncoderFrames
+
+SHARED_BITRATE = 500_000     # bit/s of the stream: aiortc's starting target for a video sender
+MIN_KEY_GAP = FPS            # frames between two keyframes at least
+KEEP = 2 * FPS               # frames of the stream kept (encoded) and planned behind the newest
+MAX_CATCH_UP = 3             # frames encoded in one go to reach a frame asked for; further on, a new start
+
+
+def viewer_can_take(stream: SharedIdle, encoder: AvatarVp8Encoder, sender: RTCRtpSender) -> Callable[[], bool]:
+    """Whether the viewer of `sender` (encoding with `encoder`) can take the stream now: its bandwidth estimate
+    is not below the stream's by more than a new codec would be made for, and it is not waiting for a keyframe."""
+    return lambda: encoder.target_bitrate >= BITRATE_DOWN * stream.bitrate and not keyframe_asked(sender)
+
+
+@dataclass(frozen=True)
+class SharedFrame:
+    """Frame `number` of the stream: driving frame `index`, encoded (`data`: one VP8 frame)."""
+
+    number: int
+    index: int
+    data: bytes
+    keyframe: bool
+
+
+class SharedIdle:
+    """The shared idle stream of one avatar at one frame size. Thread-safe: sessions ask from their render
+    workers, and the one that first asks for a frame encodes it (and any before it not encoded yet)."""
+
+    def __init__(self, performer: PerformerLike, frames: EncoderFrames, bitrate: int = SHARED_BITRATE,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_encode: Callable[[float], None] | None = None) -> None:
+        """`on_encode(seconds)` is told the CPU time each frame took to render and encode (for the metrics)."""
+        self.bitrate = bitrate
+        self._performer = performer
+        self._frames = frames
+        self._clock = clock
+        self._t0 = clock()
+        self._on_encode = on_encode
+        self._lock = threading.Lock()
+        self._plan: deque[int] = deque()       # driving frames of stream frames _planned_from, _planned_from + 1, ...
+        self._planned_from = 0
+        self._encoded: dict[int, SharedFrame] = {}
+        self._codec = None
+        self._last = -1                        # the newest frame encoded (-1: none yet)
+        self._keys: set[int] = set()           # frames to be encoded as keyframes (viewers join there)
+        self._last_key = -MIN_KEY_GAP          # the newest frame encoded or scheduled as a keyframe
+        self.keyframes = 0                     # keyframes encoded
+
+    def now(self) -> float:
+        """The stream's frame clock now: frame n is due n / FPS seconds after its start."""
+        return (self._clock() - self._t0) * FPS
+
+    def index(self, number: int) -> int | None:
+        """The driving frame of stream frame `number` (planned ahead as far as asked); None once it is gone."""
+        with self._lock:
+            return self._index(number)
+
+    def join_at(self, earliest: int) -> int:
+        """The first frame at or after `earliest` that will be a keyframe, scheduled now if none is: where a
+        viewer may take up the stream."""
+        with self._lock:
+            earliest = max(earliest, self._last + 1)
+            scheduled = [n for n in self._keys if n >= earliest]
+            if scheduled:
+                return min(scheduled)
+            number = max(earliest, self._last_key + MIN_KEY_GAP)
+            self._keys.add(number)
+            self._last_key = number
+            return number
+
+    def frame(self, number: int) -> SharedFrame | None:
+        """Stream frame `number`, encoded in order after those before it. None when it is gone (more than KEEP
+        behind the newest) or was never encoded (nobody asked for it in time)."""
+        with self._lock:
+            if number > self._last + MAX_CATCH_UP:       # nobody watched the frames between: start anew there
+                self._keys.add(number)
+                self._last = number - 1
+            while self._last < number:
+                self._encode(self._last + 1)
+            return self._encoded.get(number)
+
+    # --- under the lock ---------------------------------------------------------------------------------------
+
+    def _index(self, number: int) -> int | None:
+        if number < self._planned_from:
+            return None
+        while self._planned_from + len(self._plan) <= number:
+            self._plan.extend(int(i) for i in self._performer.idle(FPS))
+        return self._plan[number - self._planned_from]
+
+    def _encode(self, number: int) -> None:
+        start = time.thread_time()
+        index = self._index(number)
+        assert index is not None                   # frames are encoded in order, after those planned
+        frame = self._frames.frame(index, self._performer.render)
+        if self._codec is None:
+            self._codec = vp8_codec(frame.width, frame.height, self.bitrate)
+        keyframe = number in self._keys or self.keyframes == 0
+        if keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._keys.discard(number)
+            self._last_key = max(self._last_key, number)
+            self.keyframes += 1
+        frame.pts = number
+        data = vp8_encode(self._codec, frame)
+        self._encoded[number] = SharedFrame(number, index, data, keyframe)
+        self._last = number
+        for old in [n for n in self._encoded if n <= number - KEEP]:
+            del self._encoded[old]
+        while self._planned_from < number - KEEP and self._plan:
+            self._plan.popleft()
+            self._planned_from += 1
+        if self._on_encode is not None:
+            self._on_encode(time.thread_time() - start)
+
