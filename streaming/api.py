@@ -137,10 +137,9 @@ async def open_session(services: Services, offer: Offer, client: str, kinds: set
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 send_only_ours(transceiver)
                 if track.kind == "video":
-                    encoder = AvatarVp8Encoder()
-                    use_encoder(transceiver.sender, encoder)
+                    use_encoder(transceiver.sender, AvatarVp8Encoder())
                     if services.shared_idle is not None:
-                        session.video.may_share = viewer_can_take(services.shared_idle, encoder, transceiver.sender)
+                        session.video.may_share = viewer_can_take(transceiver.sender)
     except Exception:
         await session.close()
         raise

@@ -8,12 +8,14 @@ as it is (aiortc packs it with the session's own picture ids and RTP timestamps)
 sender neither a render nor an encode.
 
 A decoder can take up a stream only at a keyframe. So a session that falls idle (when it starts, after a reply,
-after a barge-in) asks for a keyframe a second or more ahead (tracks.TRANSITION_FRAMES) (`join_at`: keyframes come at most one
-per MIN_KEY_GAP frames, so many viewers joining at once cost one keyframe a second, not one each), steers its
-own listening to arrive on the stream's frame at that moment (`GuardedPerformer.steer`), encodes its own
-frames until then, and sends the stream's frames from that keyframe on. A session leaves the stream, and
-encodes its own frames again from a keyframe of its own, when it speaks (or plans to), when its viewer asks for
-a keyframe (a PLI) or has less bandwidth than the stream, and when it misses a frame of the stream.
+after a barge-in) asks for a keyframe a second or more ahead (`join_at`, tracks.TRANSITION_FRAMES; keyframes
+come at most one per MIN_KEY_GAP frames, so many viewers joining at once cost one keyframe a second, not one
+each), steers its own listening to arrive on the stream's frame at that moment (`GuardedPerformer.steer`),
+encodes its own frames until then, and sends the stream's frames from that keyframe on. A session leaves the
+stream, and encodes its own frames again from a keyframe of its own, when it speaks (or plans to), when its
+viewer asks for a keyframe (a PLI), and when it misses a frame of the stream. The stream is encoded at the
+least bitrate aiortc's VP8 sender ever targets (SHARED_BITRATE), so it never sends a viewer more than the
+session's own encoder would.
 """
 from __future__ import annotations
 
@@ -27,21 +29,24 @@ import av
 
 from avatar.types import FPS
 from aiortc import RTCRtpSender
+from aiortc.codecs.vpx import MIN_BITRATE
 
-from streaming.codecs import BITRATE_DOWN, AvatarVp8Encoder, keyframe_asked, vp8_codec, vp8_encode
+from streaming.codecs import keyframe_asked, vp8_codec, vp8_encode
 from streaming.guarded import PerformerLike
 from streaming.tracks import EncoderFrames
 
-SHARED_BITRATE = 500_000     # bit/s of the stream: aiortc's starting target for a video sender
+# bit/s of the stream: the least aiortc's VP8 sender ever targets, so no viewer gets more than its own sender
+# would send it (a receiver's estimate, REMB, follows what it receives: for idle frames, less than this)
+SHARED_BITRATE = MIN_BITRATE
 MIN_KEY_GAP = FPS            # frames between two keyframes at least
 KEEP = 2 * FPS               # frames of the stream kept (encoded) and planned behind the newest
 MAX_CATCH_UP = 3             # frames encoded in one go to reach a frame asked for; further on, a new start
 
 
-def viewer_can_take(stream: SharedIdle, encoder: AvatarVp8Encoder, sender: RTCRtpSender) -> Callable[[], bool]:
-    """Whether the viewer of `sender` (encoding with `encoder`) can take the stream now: its bandwidth estimate
-    is not below the stream's by more than a new codec would be made for, and it is not waiting for a keyframe."""
-    return lambda: encoder.target_bitrate >= BITRATE_DOWN * stream.bitrate and not keyframe_asked(sender)
+def viewer_can_take(sender: RTCRtpSender) -> Callable[[], bool]:
+    """Whether the viewer of `sender` can take the stream now: not while it waits for a keyframe (a PLI), which
+    only the session's own encoder makes."""
+    return lambda: not keyframe_asked(sender)
 
 
 @dataclass(frozen=True)
