@@ -47,11 +47,11 @@ class Received:
         """Arrival time of the first non-silent audio frame after `since`."""
         return next((t for t, rms in self.audio if t >= since and rms > threshold), None)
 
-    def first_speech_packet(self, since: float, quiet_for: float = 0.3) -> float | None:
-        """Arrival time of the first audio packet after `since` larger than any in the `quiet_for` seconds before
-        it (which must be silent): the service's silence packets are 3 or 5 bytes, 10 ms of speech tens (this is
-        before the client's jitter buffer)."""
-        quiet = [size for t, size in self.audio_packets if since - quiet_for <= t < since]
+    def first_speech_packet(self, since: float, quiet_packets: int = 3) -> float | None:
+        """Arrival time of the first audio packet after `since` larger than any of the `quiet_packets` before it
+        (which must be silent: in settled silence the service sends one packet every 400 ms): the service's
+        silence packets are 3 or 5 bytes, 10 ms of speech tens (this is before the client's jitter buffer)."""
+        quiet = [size for t, size in self.audio_packets if t < since][-quiet_packets:]
         if not quiet:
             return None
         return next((t for t, size in self.audio_packets if t >= since and size > max(quiet) + 8), None)

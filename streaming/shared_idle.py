@@ -110,6 +110,7 @@ class SharedIdle:
         behind the newest) or was never encoded (nobody asked for it in time)."""
         with self._lock:
             if number > self._last + MAX_CATCH_UP:       # nobody watched the frames between: start anew there
+                self._keys = {n for n in self._keys if n > number}
                 self._keys.add(number)
                 self._last = number - 1
             while self._last < number:
@@ -121,6 +122,9 @@ class SharedIdle:
     def _index(self, number: int) -> int | None:
         if number < self._planned_from:
             return None
+        if number > self._planned_from + len(self._plan) + KEEP:   # nobody asked for a while: plan from there on
+            self._plan.clear()
+            self._planned_from = number
         while self._planned_from + len(self._plan) <= number:
             self._plan.extend(int(i) for i in self._performer.idle(FPS))
         return self._plan[number - self._planned_from]

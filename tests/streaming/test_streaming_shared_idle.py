@@ -60,7 +60,8 @@ class Clock:
 def test_the_stream_encodes_in_order_and_viewers_join_at_keyframes() -> None:
     clock = Clock()
     performer = TexturedPerformer()
-    stream = SharedIdle(TexturedPerformer(), EncoderFrames(), clock=clock)
+    source = TexturedPerformer()
+    stream = SharedIdle(source, EncoderFrames(), clock=clock)
     decoder = av.CodecContext.create("libvpx", "r")
     first = [stream.frame(n) for n in range(10)]
     assert first[0].keyframe and not any(f.keyframe for f in first[1:])     # one keyframe, at the start
@@ -87,6 +88,10 @@ def test_the_stream_encodes_in_order_and_viewers_join_at_keyframes() -> None:
     assert stream.frame(gap).keyframe
     assert stream.frame(gap - 2) is None
     assert stream.frame(gap + 1).keyframe is False
+    planned = source._idle                                # idle frames the stream's performer has planned
+    hour = gap + 3600 * FPS                               # an hour later, a viewer again: nothing planned between
+    assert stream.frame(hour).keyframe and source._idle - planned <= 2 * FPS
+    assert stream.index(hour - 1) is None and stream.index(gap) is None
 
 
 class FakeClock:
