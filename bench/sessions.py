@@ -36,15 +36,24 @@ STAGES = ("render", "encode_video", "encode_shared", "encode_audio")
 WARM_UP = 4.0     # seconds after the last client connects: sessions join the shared idle stream within ~2 s
 
 
-async def stage_seconds(url: str) -> tuple[dict[str, float], dict[str, float], tuple[float, float]]:
+async def stage_seconds(url: str) -> tuple[dict[str, float], dict[str, float], tuple[dict, dict]]:
     """The service's CPU seconds so far per media stage (the avatar_frame_seconds histogram's sums) and per
-    thread pool (avatar_thread_cpu_seconds), and the frames sent so far: all, and from the shared idle stream."""
+    thread pool (avatar_thread_cpu_seconds), and each session's frames sent so far: all, and from the shared
+    idle stream."""
     async with httpx.AsyncClient(timeout=10) as http:
         values = metric_values((await http.get(f"{url}/metrics")).text)
-    frames = (sum(by_session(values, "avatar_session_frames_total").values()),
-              sum(by_session(values, "avatar_session_frames_shared_total").values()))
+    frames = (by_session(values, "avatar_session_frames_total"),
+              by_session(values, "avatar_session_frames_shared_total"))
     return ({stage: value(values, "avatar_frame_seconds_sum", stage=stage) for stage in STAGES},
             by_label(values, "avatar_thread_cpu_seconds_total", "pool"), frames)
+
+
+def shared_share(before: tuple[dict, dict], after: tuple[dict, dict]) -> float:
+    """The share of the frames sent between two readings that came from the shared idle stream, over the
+    sessions live at both."""
+    live = before[0].keys() & after[0].keys()
+    frames = sum(after[0][s] - before[0][s] for s in live)
+    return sum(after[1][s] - before[1][s] for s in live) / frames if frames else float("nan")
 
 
 async def run_level(svc: ServiceProcess, n: int, seconds: float, talk: bool) -> dict:
@@ -67,7 +76,7 @@ async def run_level(svc: ServiceProcess, n: int, seconds: float, talk: bool) -> 
                 "client_cpu": (own1 - own0) / (end - start), "size": size,
                 "stages": {k: (stages1[k] - stages0[k]) / (end - start) for k in STAGES},
                 "threads": {k: (threads1[k] - threads0.get(k, 0.0)) / (end - start) for k in threads1},
-                "shared": (frames1[1] - frames0[1]) / max(1.0, frames1[0] - frames0[0]),
+                "shared": shared_share(frames0, frames1),
                 "ids": {probe.session_id for probe in probes}}
     finally:
         for probe in probes:
