@@ -5,6 +5,7 @@ whose brightness encodes the driving frame, and an echoing bot that refuses empt
 """
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -77,6 +78,33 @@ class TonePerformer:
 
     def render(self, index: int) -> np.ndarray:
         return np.full((SIZE, SIZE, 3), min(255, 2 * int(index)), np.uint8)
+
+
+class FakeClock:
+    """A session clock whose time moves only when a track sleeps or waits. With `real_waits`, a wait for an
+    event first waits that many real seconds for it (for a reply placed from another thread)."""
+
+    def __init__(self, real_waits: float = 0.0) -> None:
+        self.now = 0.0
+        self.real_waits = real_waits
+        self.waiting = asyncio.Event()
+        self.woken = 0
+
+    def elapsed(self) -> float:
+        return self.now
+
+    async def sleep_until(self, seconds: float) -> None:
+        self.now = max(self.now, seconds)
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        self.waiting.set()
+        try:
+            await asyncio.wait_for(event.wait(), self.real_waits)
+        except TimeoutError:
+            self.now = max(self.now, seconds)
+            return False
+        self.woken += 1
+        return True
 
 
 class ToneEngine:

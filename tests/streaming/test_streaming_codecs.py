@@ -19,6 +19,7 @@ from aiortc.codecs.vpx import vp8_depayload
 from avatar.types import SAMPLE_RATE, SAMPLES_PER_FRAME, AudioClip, Speech, Utterance
 from streaming.timeline import Timeline
 from streaming.tracks import DTX_KEEPALIVE, AvatarAudioTrack
+from streaming_support import FakeClock
 from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
 
 CHUNK = SAMPLE_RATE // 50
@@ -122,33 +123,6 @@ def test_opus_refuses_a_long_packet_of_sound_or_of_unsettled_silence() -> None:
         opus.packet(np.zeros(SILENCE_PACKET, np.int16), 0)
     with pytest.raises(ValueError, match="480 samples"):
         opus.packet(np.zeros(3 * OPUS_FRAME, np.int16), 0)
-
-
-class FakeClock:
-    """A session clock whose time moves only when a track sleeps or waits. With `real_waits`, a wait for an
-    event first waits that many real seconds for it (for a reply placed from another thread)."""
-
-    def __init__(self, real_waits: float = 0.0) -> None:
-        self.now = 0.0
-        self.real_waits = real_waits
-        self.waiting = asyncio.Event()
-        self.woken = 0
-
-    def elapsed(self) -> float:
-        return self.now
-
-    async def sleep_until(self, seconds: float) -> None:
-        self.now = max(self.now, seconds)
-
-    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
-        self.waiting.set()
-        try:
-            await asyncio.wait_for(event.wait(), self.real_waits)
-        except TimeoutError:
-            self.now = max(self.now, seconds)
-            return False
-        self.woken += 1
-        return True
 
 
 def toc_samples(packet) -> int:

@@ -16,7 +16,7 @@ from streaming.guarded import GuardedPerformer
 from streaming.shared_idle import MAX_CATCH_UP, MIN_KEY_GAP, SharedIdle
 from streaming.timeline import Timeline
 from streaming.tracks import TRANSITION_FRAMES, AvatarVideoTrack, EncoderFrames
-from streaming_support import TonePerformer
+from streaming_support import FakeClock, TonePerformer
 
 SIZE = 128
 
@@ -92,22 +92,6 @@ def test_the_stream_encodes_in_order_and_viewers_join_at_keyframes() -> None:
     hour = gap + 3600 * FPS                               # an hour later, a viewer again: nothing planned between
     assert stream.frame(hour).keyframe and source._idle - planned <= 2 * FPS
     assert stream.index(hour - 1) is None and stream.index(gap) is None
-
-
-class FakeClock:
-    """A session clock whose time moves only when a track sleeps (and the stream's clock with it)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def elapsed(self) -> float:
-        return self.now
-
-    def start(self) -> float:
-        return 0.0
-
-    async def sleep_until(self, seconds: float) -> None:
-        self.now = max(self.now, seconds)
 
 
 def reply(first_frame: int, frames: int) -> Utterance:
