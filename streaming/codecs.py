@@ -37,6 +37,7 @@ from avatar.types import SAMPLE_RATE
 
 SENT_CODECS = {"audio": "audio/opus", "video": "video/vp8"}
 RETRANSMISSION = "video/rtx"
+PLI_FLAG = "_RTCRtpSender__force_keyframe"   # aiortc 1.16: a sender's "the peer asked for a keyframe"
 
 VP8_OPTIONS = {                 # libvpx, through FFmpeg's option names
     "deadline": "realtime",
@@ -202,7 +203,7 @@ def keyframe_asked(sender: RTCRtpSender) -> bool:
     """Whether `sender`'s peer asked for a keyframe (a PLI) that the sender has not had encoded yet: it asks
     its encoder at the next frame it encodes itself, and never for frames packed as they are (aiortc 1.16
     keeps this in the private `__force_keyframe`; see use_encoder)."""
-    return bool(getattr(sender, "_RTCRtpSender__force_keyframe", False))
+    return bool(getattr(sender, PLI_FLAG, False))
 
 
 def use_encoder(sender: RTCRtpSender, encoder: Encoder) -> None:

@@ -8,7 +8,7 @@ as it is (aiortc packs it with the session's own picture ids and RTP timestamps)
 sender neither a render nor an encode.
 
 A decoder can take up a stream only at a keyframe. So a session that falls idle (when it starts, after a reply,
-after a barge-in) asks for a keyframe a second or more ahead (`join_at`, tracks.TRANSITION_FRAMES; keyframes
+after a barge-in) asks for a keyframe a second or more ahead (`join_point`, `schedule`; keyframes
 come at most one per MIN_KEY_GAP frames, so many viewers joining at once cost one keyframe a second, not one
 each), steers its own listening to arrive on the stream's frame at that moment (`GuardedPerformer.steer`),
 encodes its own frames until then, and sends the stream's frames from that keyframe on. A session leaves the
@@ -31,7 +31,7 @@ from avatar.types import FPS
 from aiortc import RTCRtpSender
 from aiortc.codecs.vpx import MIN_BITRATE
 
-from streaming.codecs import keyframe_asked, vp8_codec, vp8_encode
+from streaming.codecs import PLI_FLAG, keyframe_asked, vp8_codec, vp8_encode
 from streaming.guarded import PerformerLike
 from streaming.tracks import EncoderFrames
 
@@ -45,7 +45,11 @@ MAX_CATCH_UP = 3             # frames encoded in one go to reach a frame asked f
 
 def viewer_can_take(sender: RTCRtpSender) -> Callable[[], bool]:
     """Whether the viewer of `sender` can take the stream now: not while it waits for a keyframe (a PLI), which
-    only the session's own encoder makes."""
+    only the session's own encoder makes. RuntimeError if this aiortc does not say (see codecs.keyframe_asked):
+    a viewer whose PLIs went unanswered would keep a broken picture."""
+    if not hasattr(sender, PLI_FLAG):
+        raise RuntimeError("this aiortc's RTCRtpSender has no __force_keyframe to tell a PLI by "
+                           "(the service is tested with aiortc 1.16)")
     return lambda: not keyframe_asked(sender)
 
 
@@ -80,7 +84,7 @@ class SharedIdle:
         self._codec = None
         self._last = -1                        # the newest frame encoded (-1: none yet)
         self._keys: set[int] = set()           # frames to be encoded as keyframes (viewers join there)
-        self._last_key = -MIN_KEY_GAP          # the newest frame encoded or scheduled as a keyframe
+        self._encoded_key = -MIN_KEY_GAP       # the newest keyframe encoded
         self.keyframes = 0                     # keyframes encoded
 
     def now(self) -> float:
@@ -92,26 +96,41 @@ class SharedIdle:
         with self._lock:
             return self._index(number)
 
-    def join_at(self, earliest: int) -> int:
-        """The first frame at or after `earliest` that will be a keyframe, scheduled now if none is: where a
-        viewer may take up the stream."""
+    def join_point(self, earliest: int) -> int:
+        """The first frame at or after `earliest` that is, or may become, a keyframe: where a viewer may take up
+        the stream (nothing is scheduled: see `schedule`)."""
         with self._lock:
             earliest = max(earliest, self._last + 1)
             scheduled = [n for n in self._keys if n >= earliest]
-            if scheduled:
-                return min(scheduled)
-            number = max(earliest, self._last_key + MIN_KEY_GAP)
+            return min(scheduled) if scheduled else max(earliest, max(self._keys, default=self._encoded_key)
+                                                        + MIN_KEY_GAP, self._encoded_key + MIN_KEY_GAP)
+
+    def schedule(self, number: int) -> bool:
+        """Make frame `number` a keyframe for a viewer to join at; False (nothing scheduled) when it was encoded
+        already or another keyframe lies within MIN_KEY_GAP frames of it."""
+        with self._lock:
+            horizon = int(self.now()) - KEEP                  # keys nobody reached (no viewer asked) are dropped
+            self._keys = {n for n in self._keys if n >= horizon}
+            if number in self._keys:
+                return True
+            if number <= self._last or number < self._encoded_key + MIN_KEY_GAP:
+                return False
+            if any(abs(n - number) < MIN_KEY_GAP for n in self._keys):
+                return False
             self._keys.add(number)
-            self._last_key = number
-            return number
+            return True
 
     def frame(self, number: int) -> SharedFrame | None:
         """Stream frame `number`, encoded in order after those before it. None when it is gone (more than KEEP
-        behind the newest) or was never encoded (nobody asked for it in time)."""
+        behind the newest) or was never encoded or planned (nobody asked for it in time)."""
         with self._lock:
-            if number > self._last + MAX_CATCH_UP:       # nobody watched the frames between: start anew there
-                self._keys = {n for n in self._keys if n > number}
-                self._keys.add(number)
+            if number <= self._last:
+                return self._encoded.get(number)
+            if self._index(number) is None:              # not planned: nobody watched it
+                return None
+            if number > self._last + MAX_CATCH_UP or self._last + 1 < self._planned_from:
+                self._keys = {n for n in self._keys if n > number}   # nobody watched the frames between:
+                self._keys.add(number)                               # start anew there
                 self._last = number - 1
             while self._last < number:
                 self._encode(self._last + 1)
@@ -120,6 +139,10 @@ class SharedIdle:
     # --- under the lock ---------------------------------------------------------------------------------------
 
     def _index(self, number: int) -> int | None:
+        horizon = min(number, int(self.now())) - KEEP      # frames further back than this are never asked for
+        while self._planned_from < horizon and self._plan:
+            self._plan.popleft()
+            self._planned_from += 1
         if number < self._planned_from:
             return None
         if number > self._planned_from + len(self._plan) + KEEP:   # nobody asked for a while: plan from there on
@@ -140,7 +163,7 @@ class SharedIdle:
         if keyframe:
             frame.pict_type = av.video.frame.PictureType.I
             self._keys.discard(number)
-            self._last_key = max(self._last_key, number)
+            self._encoded_key = number
             self.keyframes += 1
         frame.pts = number
         data = vp8_encode(self._codec, frame)
@@ -148,9 +171,6 @@ class SharedIdle:
         self._last = number
         for old in [n for n in self._encoded if n <= number - KEEP]:
             del self._encoded[old]
-        while self._planned_from < number - KEEP and self._plan:
-            self._plan.popleft()
-            self._planned_from += 1
         if self._on_encode is not None:
             self._on_encode(time.thread_time() - start)
 

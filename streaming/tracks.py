@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import threading
 import time
 from collections import deque
@@ -30,10 +31,13 @@ from streaming.timeline import HOLD, Timeline
 if TYPE_CHECKING:
     from streaming.shared_idle import SharedIdle
 
+log = logging.getLogger(__name__)
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 MAX_LAG = 0.25                                   # seconds behind schedule before a track skips ahead
 TRANSITION_FRAMES = FPS                          # frames a session takes at least to steer into the idle stream
+REJOIN_BACKOFF = 2 * FPS                         # frames before taking the stream again after a PLI, doubling
+MAX_REJOIN_BACKOFF = 16 * FPS                    # ... up to this (and forgotten after this long in the stream)
 DTX_KEEPALIVE = SAMPLE_RATE * 2 // 5             # 400 ms: in paused silence, one packet this often (as libopus' DTX)
 RATE_WINDOW = 5                                  # seconds over which a video track reports its frame rate
 
@@ -205,6 +209,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._offset: int | None = None   # stream frame = k + offset: the stream's frame due with ours
         self._join: int | None = None     # the frame k where this session takes up the stream (planned to)
         self._retry = 0                   # no way in is planned before this frame (the last try failed)
+        self._backoff = 0                 # frames to wait before taking the stream again after a PLI
+        self._joined = 0                  # the frame k where the session last took up the stream
+        self._must_leave = False          # set by the event loop: a frame of the stream could not be sent
+        self._stream_failed = False       # the stream raised: this session encodes its own frames from then on
         self._in_stream = False           # frames from _join on are the stream's, so far
         self._last_sent = -1              # the last frame k handed over, and whether it was the stream's
         self._last_sent_shared = False
@@ -229,8 +237,13 @@ class AvatarVideoTrack(MediaStreamTrack):
         start = time.thread_time()
         index = self._timeline.frame_index(k)
         if index is None:
-            if self._shared is not None:
-                packet = self._from_stream(k)
+            if self._shared is not None and not self._stream_failed:
+                try:
+                    packet = self._from_stream(k)
+                except Exception:                # never the session's video: its own frames from now on
+                    log.exception("the shared idle stream failed; this session encodes its own frames")
+                    self._stream_failed, self._must_leave = True, True
+                    packet = None
                 if packet is not None:
                     return packet
             index = self._performer.idle_index()
@@ -253,32 +266,45 @@ class AvatarVideoTrack(MediaStreamTrack):
         shared = self._shared
         assert shared is not None
         with self._share_lock:
+            if self._must_leave:                         # the event loop could not send a frame of the stream
+                self._must_leave = False
+                self._join, self._in_stream = None, False
             if self._offset is None:
                 self._offset = round(shared.now() + (k / FPS - self._clock.elapsed()) * FPS) - k
             number = k + self._offset
-            if not self.may_share():
+            if not self.may_share():                     # the viewer asked for a keyframe: ours, not the stream's
+                if self._join is not None or self._in_stream:
+                    self._backoff = min(max(REJOIN_BACKOFF, 2 * self._backoff), MAX_REJOIN_BACKOFF)
+                    self._retry = k + self._backoff
                 self._join, self._in_stream = None, False
                 return None
             if self._join is None:                       # plan the way in, along our own listening frames
                 if k < self._retry:
                     return None
-                join = shared.join_at(number + TRANSITION_FRAMES)
+                join = shared.join_point(number + TRANSITION_FRAMES)
                 target = shared.index(join)
-                if target is not None and self._performer.steer(join - number + 1, target):
+                if (target is not None and self._performer.steer(join - number + 1, target)
+                        and shared.schedule(join)):
                     self._join = join - self._offset
-                else:                                    # busy, or out of reach from here: not every frame
+                else:                                    # busy, out of reach or no keyframe there: try again soon
                     self._retry = k + TRANSITION_FRAMES // 5
                 return None
             if k < self._join:
                 return None
+            if not (self._in_stream or k == self._join):  # missed the way in: plan it again
+                self._join = None
+                return None
             entry = shared.frame(number)
-            if entry is None or (not self._in_stream and (k != self._join or not entry.keyframe)):
-                self._join, self._in_stream = None, False  # missed the way in, or fell behind: plan it again
+            if entry is None or (not self._in_stream and not entry.keyframe):
+                self._join, self._in_stream = None, False  # fell behind the stream, or no keyframe: again
                 return None
             if not self._performer.follow(entry.index):  # a reply is being planned from the frame on screen
                 self._join, self._in_stream = None, False
                 return None
-            self._in_stream = True
+            if not self._in_stream:
+                self._in_stream, self._joined = True, k
+            elif k - self._joined >= MAX_REJOIN_BACKOFF:  # a long stay in the stream: forget earlier PLIs
+                self._backoff = 0
         packet = Packet(entry.data)
         packet.pts = k * (VIDEO_CLOCK_RATE // FPS)
         packet.time_base = VIDEO_TIME_BASE
@@ -286,6 +312,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         return packet
 
     def _leave_stream(self) -> None:
+        """Worker thread: the next frames are our own."""
         with self._share_lock:
             self._join, self._in_stream = None, False
 
@@ -323,11 +350,11 @@ class AvatarVideoTrack(MediaStreamTrack):
             if decided == self._timeline.generation and self._sendable(k, frame):   # that cannot follow: again
                 break
             if not self._sendable(k, frame):
-                self._leave_stream()
+                self._must_leave = True
             _, decided, again = self._submit(k)
             frame = await again
         if not self._sendable(k, frame):   # still not (a race with another replan): leave and decide again
-            self._leave_stream()
+            self._must_leave = True
             frame = await self._submit(k)[2]
             if not self._sendable(k, frame):
                 raise RuntimeError(f"frame {k}: no frame of its own after leaving the shared idle stream")

@@ -13,9 +13,9 @@ from av.packet import Packet
 from avatar.types import FPS, SAMPLE_RATE, AudioClip, Speech, Utterance
 from streaming.codecs import AvatarVp8Encoder
 from streaming.guarded import GuardedPerformer
-from streaming.shared_idle import MAX_CATCH_UP, MIN_KEY_GAP, SharedIdle
+from streaming.shared_idle import KEEP, MAX_CATCH_UP, MIN_KEY_GAP, SharedIdle
 from streaming.timeline import Timeline
-from streaming.tracks import TRANSITION_FRAMES, AvatarVideoTrack, EncoderFrames
+from streaming.tracks import REJOIN_BACKOFF, TRANSITION_FRAMES, AvatarVideoTrack, EncoderFrames
 from streaming_support import FakeClock, TonePerformer
 
 SIZE = 128
@@ -69,10 +69,12 @@ def test_the_stream_encodes_in_order_and_viewers_join_at_keyframes() -> None:
         index, score = best_match(decode(decoder, entry.data), performer, range(10))
         assert index == entry.index == stream.index(entry.number) and score > 30
     # two viewers joining a moment apart share one keyframe; one more than MIN_KEY_GAP later gets its own
-    join = stream.join_at(12)
-    assert join == MIN_KEY_GAP and stream.join_at(join - 1) == join
-    later = stream.join_at(join + 1)
-    assert later == join + MIN_KEY_GAP
+    join = stream.join_point(12)
+    assert join == MIN_KEY_GAP and stream.schedule(join)
+    assert stream.join_point(join - 1) == join and stream.schedule(join)
+    assert not stream.schedule(join + 1)                 # keyframes at most one per MIN_KEY_GAP frames
+    later = stream.join_point(join + 1)
+    assert later == join + MIN_KEY_GAP and stream.schedule(later)
     joiner = av.CodecContext.create("libvpx", "r")   # a viewer that starts decoding at the joining keyframe
     for n in range(10, later + 3):
         entry = stream.frame(n)
@@ -90,8 +92,20 @@ def test_the_stream_encodes_in_order_and_viewers_join_at_keyframes() -> None:
     assert stream.frame(gap + 1).keyframe is False
     planned = source._idle                                # idle frames the stream's performer has planned
     hour = gap + 3600 * FPS                               # an hour later, a viewer again: nothing planned between
-    assert stream.frame(hour).keyframe and source._idle - planned <= 2 * FPS
+    clock.now = hour / FPS
+    join = stream.join_point(hour + FPS)
+    assert stream.index(join) is not None and stream.schedule(join)
+    assert source._idle - planned <= 3 * FPS
     assert stream.index(hour - 1) is None and stream.index(gap) is None
+    # a viewer far behind asks for a frame that was never planned (the plan moved on): gone, nothing breaks
+    assert stream.frame(hour - 10) is None
+    assert stream.frame(join).keyframe and not stream.frame(join + 1).keyframe
+    # joins nobody arrives at leave nothing behind: an hour of them
+    for second in range(3600):
+        clock.now = (join + FPS * (second + 2)) / FPS
+        stream.schedule(stream.join_point(int(clock.now * FPS) + FPS))
+        stream.index(int(clock.now * FPS) + FPS)
+    assert len(stream._keys) <= 4 and len(stream._plan) <= 4 * KEEP
 
 
 def reply(first_frame: int, frames: int) -> Utterance:
@@ -106,6 +120,8 @@ def test_a_session_sends_its_own_frames_and_the_streams_and_every_switch_decodes
     stream = SharedIdle(TexturedPerformer(), EncoderFrames(), clock=lambda: clock.now)
     guarded = GuardedPerformer(TexturedPerformer())
     track = AvatarVideoTrack(clock, timeline, guarded, EncoderFrames(), shared=stream)
+    pli = [False]                                         # the viewer asks for a keyframe
+    track.may_share = lambda: not pli[0]
     encoder, decoder = AvatarVp8Encoder(), av.CodecContext.create("libvpx", "r")
     reference = TexturedPerformer()
     sent: list[tuple[bool, bool, int, float]] = []      # (from the stream, keyframe, driving frame, PSNR)
@@ -125,16 +141,25 @@ def test_a_session_sends_its_own_frames_and_the_streams_and_every_switch_decodes
         await take(3 * FPS)                               # listening: steers into the stream and joins it
         timeline.place(reply(100, 20))                    # a reply: leaves the stream for its own frames
         await take(4 * FPS)                               # ... and joins again after it
+        pli[0] = True                                     # a PLI: a keyframe of its own at once
+        await take(2)
+        pli[0] = False
+        await take(5 * FPS - 1)                           # and the stream again, after a pause
         track.stop()
     asyncio.run(scenario())
 
     shared = [s for s, _, _, _ in sent]
     assert all(score > 30 for _, _, _, score in sent), [round(s) for *_, s in sent]   # no frame decodes badly
     switches = [k for k in range(1, len(sent)) if shared[k] != shared[k - 1]]
-    assert len(switches) == 3 and shared[switches[0]]      # in, out for the reply, in again
+    assert len(switches) == 5 and shared[switches[0]]      # in, out for the reply, in, out for the PLI, in
     for k in switches:
         assert sent[k][1]                                 # each switch starts with a keyframe
-    assert sum(s[1] for s in sent) == 4                   # and there are no others (the first frame is one)
+    assert sum(s[1] for s in sent) == 6                   # and there are no others (the first frame is one)
+    for k in switches[::2]:                               # steered onto the stream: the next frame of the cycle
+        assert (sent[k][2] - sent[k - 1][2]) % 10 == 1, (sent[k - 1], sent[k])
+    pli_at = 7 * FPS                                      # the PLI came while frame 175 was due
+    assert switches[3] in (pli_at, pli_at + 1)            # that frame or the next (decided ahead) is its own key
+    assert switches[4] - switches[3] >= REJOIN_BACKOFF    # and the stream only after a while
     replied = [s[2] for s in sent if s[2] >= 100]
     assert replied == list(range(100, 120))               # the reply's frames, all of them, in order
     assert switches[0] >= TRANSITION_FRAMES               # it steered its own frames there first
