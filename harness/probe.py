@@ -50,7 +50,7 @@ class Received:
     def first_speech_packet(self, since: float, quiet_packets: int = 3) -> float | None:
         """Arrival time of the first audio packet after `since` larger than any of the `quiet_packets` before it
         (which must be silent: in settled silence the service sends one packet every 400 ms): the service's
-        silence packets are 3 or 5 bytes, 10 ms of speech tens (this is before the client's jitter buffer)."""
+        silence packets are 1 byte (DTX) or 3, 10 ms of speech tens (this is before the client's jitter buffer)."""
         quiet = [size for t, size in self.audio_packets if t < since][-quiet_packets:]
         if not quiet:
             return None

@@ -12,9 +12,12 @@ is digital silence. So:
   stream, streaming/shared_idle.py) as they are, and its next own frame after those is a keyframe.
 - `OpusPackets`: the audio track encodes its own frames (mono, 48 kbit/s) and hands aiortc packets, which it
   sends as they are. Sound goes out in 10 ms packets: a receiver's jitter buffer that waits for a fixed
-  number of packets (aiortc's waits for 4) then holds 40 ms of it, not 80. Settled silence goes out in 20 ms
-  packets holding the encoder's steady silent frame twice, without encoding anything: half the packets of an
-  idle session (aiortc's sending and the receiver's work are per packet).
+  number of packets (aiortc's waits for 4) then holds 40 ms of it, not 80. Once the encoder's output for
+  silence has settled, silence goes out as DTX packets, without encoding anything: a TOC byte and no frame
+  data (RFC 6716 section 3.2.1; the 1-2 byte packets libopus' own DTX sends), for 10 or 20 ms. A receiver
+  decodes them as silence and knows the gaps around them for discontinuous transmission, not loss: Chromium
+  concealed 95% of an idle session's samples as lost when these were the encoder's 3-byte silent frames and
+  the track paused between them (streaming/tracks.py).
 
 Both codecs are the ones every WebRTC browser must support (RFC 7742, RFC 7874), and the only ones the
 service negotiates on the transceivers that carry its tracks: `send_only_ours` keeps the others out of the
@@ -133,7 +136,7 @@ def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> Packet:
 class OpusPackets:
     """48 kHz mono s16 samples in, Opus packets out, stamped with their first sample's time: 10 ms of sound
     (OPUS_FRAME samples) encoded into one packet, or, once the encoder's silence has settled, 10 or 20 ms of
-    silence (SILENCE_PACKET samples: its steady silent frame twice, RFC 6716 code 1) without encoding."""
+    silence (SILENCE_PACKET samples, RFC 6716 code 1: two frames) as a DTX packet, without encoding."""
 
     def __init__(self) -> None:
         self._codec = av.CodecContext.create("libopus", "w")
@@ -145,8 +148,8 @@ class OpusPackets:
         self._codec.options = OPUS_OPTIONS
         self._silent_run = 0                # silent frames encoded since the last sound
         self._last = b""                    # the last packet encoded
-        self._silence: bytes | None = None  # the encoder's packet for a silent frame, once settled
-        self._silence_twice = b""           # ... and a packet of that frame twice (20 ms)
+        self._silence: bytes | None = None  # once settled: the DTX packet for a 10 ms silent frame
+        self._silence_twice = b""           # ... and for 20 ms (two frames)
         self.encoded = 0                    # frames that went through the encoder
 
     @property
@@ -176,11 +179,11 @@ class OpusPackets:
         self.encoded += 1
         data = bytes(packets[0])
         self._silent_run = self._silent_run + 1 if silent else 0
-        # settled: enough silent frames, the encoder's output has stopped changing, and it is one frame (so
-        # that it can be sent twice in a 20 ms packet)
+        # settled: enough silent frames, the encoder's output has stopped changing, and it is one frame (code 0:
+        # its TOC byte, the mode and frame size, is then what the DTX packets carry)
         if silent and self._silent_run >= SILENT_FRAMES_TO_SETTLE and data == self._last and not data[0] & 0b11:
-            self._silence = data
-            self._silence_twice = bytes([data[0] | 1]) + data[1:] * 2     # RFC 6716 code 1: two equal frames
+            self._silence = bytes([data[0]])                      # the TOC byte alone: a frame of no data
+            self._silence_twice = bytes([data[0] | 1])            # RFC 6716 code 1: two equal frames, of none
         elif not silent:
             self._silence = None
         self._last = data

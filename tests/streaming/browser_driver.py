@@ -53,12 +53,17 @@ COUNT_FRAMES = """async (seconds) => {
 
 # In the page: decoded video frames and the received audio energy, from getStats.
 RTP_STATS = """async () => {
-  const out = { framesDecoded: 0, totalAudioEnergy: 0, audioLevel: 0, frameWidth: 0 };
+  const out = { framesDecoded: 0, totalAudioEnergy: 0, audioLevel: 0, frameWidth: 0, concealedSamples: 0,
+                totalSamplesReceived: 0, silentConcealedSamples: 0, concealmentEvents: 0 };
   const stats = await window.avatar.pc.getStats();
   stats.forEach((s) => {
     if (s.type !== "inbound-rtp") return;
     if (s.kind === "video") { out.framesDecoded = s.framesDecoded || 0; out.frameWidth = s.frameWidth || 0; }
-    if (s.kind === "audio") { out.totalAudioEnergy = s.totalAudioEnergy || 0; out.audioLevel = s.audioLevel || 0; }
+    if (s.kind === "audio") {
+      out.totalAudioEnergy = s.totalAudioEnergy || 0; out.audioLevel = s.audioLevel || 0;
+      out.concealedSamples = s.concealedSamples || 0; out.totalSamplesReceived = s.totalSamplesReceived || 0;
+      out.silentConcealedSamples = s.silentConcealedSamples || 0; out.concealmentEvents = s.concealmentEvents || 0;
+    }
   });
   return out;
 }"""
@@ -185,6 +190,8 @@ def drive(page_path: str, base_url: str, message: str, screenshot: Path | None =
         result["fps_decoded"] = (after["framesDecoded"] - before["framesDecoded"]) / 3  # about 3 s apart
         result["frame_width"] = after["frameWidth"]
         result["idle_audio_energy"] = after["totalAudioEnergy"] - before["totalAudioEnergy"]
+        result["idle_audio"] = {key: after[key] - before[key] for key in (
+            "totalSamplesReceived", "concealedSamples", "silentConcealedSamples", "concealmentEvents")}
         result["video_paused"] = page.evaluate("document.getElementById('avatar').paused")
         result["video_muted"] = page.evaluate("document.getElementById('avatar').muted")
 

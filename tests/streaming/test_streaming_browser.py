@@ -47,6 +47,8 @@ def test_page_plays_and_speaks_the_reply(tmp_path: Path) -> None:
     assert 20 <= result["fps_decoded"] <= 30, result
     assert "Artificial Intelligence is the branch of engineering" in result["transcript"], result["transcript"]
     assert result["idle_analyser_peak"] < 0.01, result            # silence while listening
+    idle = result["idle_audio"]              # sent as DTX, which Chromium does not conceal as lost (95% before)
+    assert idle["concealedSamples"] < 0.5 * idle["totalSamplesReceived"], idle
     assert result["analyser_peak"] > 0.02, result                 # the spoken answer arrives as sound
     # and is played out: the received track's energy (getStats) rises well above the idle level
     assert result["speech_audio_energy"] > 10 * result["idle_audio_energy"] + 0.01, result

@@ -1,7 +1,7 @@
 """The service's own encoders (streaming/codecs.py): what they send decodes to what went in.
 
-Opus: sound in 10 ms packets; settled silence in 20 ms packets of the very frame the encoder would have made,
-twice, one every 400 ms while the track pauses; speech after a reused silence comes through as well as when
+Opus: sound in 10 ms packets; settled silence in 20 ms DTX packets (the TOC byte of the very frame the encoder
+would have made, no data), one every 400 ms while the track pauses; speech after a reused silence comes through as well as when
 every frame is encoded. VP8: keyframes when asked, a new codec only
 when the bitrate falls by a quarter or doubles, and frames that decode close to the source.
 """
@@ -100,15 +100,19 @@ def test_opus_reuses_the_settled_silence_frame_and_speech_after_it_decodes_as_we
             return super().packet(samples, n)
     reference = stream(EncodeAll(), audio)
     by_start = {p.pts: bytes(p) for p in reference}
-    for k in reused:                   # the encoder's own silent frame, twice
+    for k in unencoded:                # DTX: the encoder's TOC byte for its settled silent frame, without data
         one = by_start[starts[k]]
-        assert by_start[starts[k] + OPUS_FRAME] == one and bytes(packets[k]) == bytes([one[0] | 1]) + one[1:] * 2
+        assert bytes(packets[k]) == bytes([one[0] | (1 if k in reused else 0)]) and not one[0] & 0b11
+        if k in reused:
+            assert by_start[starts[k] + OPUS_FRAME] == one
     assert [bytes(p) for p in packets[:reused[0]]] == [bytes(p) for p in reference[:reused[0]]]
 
     ours, encoded_all = decode_opus(packets), decode_opus(reference)
     assert ours.size == encoded_all.size == audio.size
     after_silence = (5 + 50 + 100) * CHUNK
-    assert np.array_equal(ours[:after_silence], encoded_all[:after_silence])   # reused frames decode alike
+    settled = starts[min(unencoded)]
+    assert np.array_equal(ours[:settled], encoded_all[:settled])                 # the same until DTX
+    assert np.abs(ours[settled:after_silence]).max() < 50                        # and DTX decodes to silence
     heard = correlation_after_delay(audio, ours, after_silence, speech.size)
     assert heard > 0.75 and heard > correlation_after_delay(audio, encoded_all, after_silence, speech.size) - 0.03
     onset = correlation_after_delay(audio, ours, after_silence, 2 * CHUNK)      # its first 40 ms
