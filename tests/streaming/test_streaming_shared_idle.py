@@ -49,19 +49,11 @@ def best_match(image: np.ndarray, performer: TexturedPerformer, indices: range) 
     return index, score
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_stream_encodes_in_order_and_viewers_join_at_keyframes() -> None:
-    clock = Clock()
+    clock = FakeClock()
     performer = TexturedPerformer()
     source = TexturedPerformer()
-    stream = SharedIdle(source, EncoderFrames(), clock=clock)
+    stream = SharedIdle(source, EncoderFrames(), clock=lambda: clock.now)
     decoder = av.CodecContext.create("libvpx", "r")
     first = [stream.frame(n) for n in range(10)]
     assert first[0].keyframe and not any(f.keyframe for f in first[1:])     # one keyframe, at the start
