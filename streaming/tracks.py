@@ -268,7 +268,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         with self._share_lock:
             if self._must_leave:                         # the event loop could not send a frame of the stream
                 self._must_leave = False
-                self._join, self._in_stream = None, False
+                self._out_of_stream()
             if self._offset is None:
                 self._offset = round(shared.now() + (k / FPS - self._clock.elapsed()) * FPS) - k
             number = k + self._offset
@@ -276,8 +276,7 @@ class AvatarVideoTrack(MediaStreamTrack):
                 if self._join is not None or self._in_stream:
                     self._backoff = min(max(REJOIN_BACKOFF, 2 * self._backoff), MAX_REJOIN_BACKOFF)
                     self._retry = k + self._backoff
-                self._join, self._in_stream = None, False
-                return None
+                return self._out_of_stream()
             if self._join is None:                       # plan the way in, along our own listening frames
                 if k < self._retry:
                     return None
@@ -296,11 +295,9 @@ class AvatarVideoTrack(MediaStreamTrack):
                 return None
             entry = shared.frame(number)
             if entry is None or (not self._in_stream and not entry.keyframe):
-                self._join, self._in_stream = None, False  # fell behind the stream, or no keyframe: again
-                return None
+                return self._out_of_stream()             # fell behind the stream, or no keyframe: again
             if not self._performer.follow(entry.index):  # a reply is being planned from the frame on screen
-                self._join, self._in_stream = None, False
-                return None
+                return self._out_of_stream()
             if not self._in_stream:
                 self._in_stream, self._joined = True, k
             elif k - self._joined >= MAX_REJOIN_BACKOFF:  # a long stay in the stream: forget earlier PLIs
@@ -314,7 +311,10 @@ class AvatarVideoTrack(MediaStreamTrack):
     def _leave_stream(self) -> None:
         """Worker thread: the next frames are our own."""
         with self._share_lock:
-            self._join, self._in_stream = None, False
+            self._out_of_stream()
+
+    def _out_of_stream(self) -> None:   # caller holds _share_lock
+        self._join, self._in_stream = None, False
 
     def _sendable(self, k: int, frame: VideoFrame | Packet) -> bool:
         """Whether frame k can go out as decided: a stream frame other than a keyframe only right after the
