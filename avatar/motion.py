@@ -49,7 +49,7 @@ class MotionSettings:
     anchor_every: tuple[float, float] = (1.0, 3.0)       # seconds the head rests before drifting on
     anchor_reach: float = 0.10                           # IOD: how far a new anchor may be from the last
     ease_frames: int = 3                                 # frames to close the mouth after a barge-in
-    beam: int = 256                                      # Viterbi states extended per step (all in a shorter clip)
+    beam: int = 128                                      # Viterbi states extended per step (all in a shorter clip)
 
 
 def pose_steps(landmarks: np.ndarray) -> np.ndarray:
