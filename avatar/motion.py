@@ -8,8 +8,8 @@ frame j the cost is
            + W_ANCHOR * step(j, a_t)                         drift towards the head-pose anchor a_t
 
 and moving from frame i to frame j costs W_STEP * step(i, j), forbidden when step(i, j) > max_pose_step.
-In a clip of more than `beam` frames (a custom avatar's), each step extends only the `beam` cheapest paths so
-far, which keeps a step's cost at beam x N instead of N x N; a shorter clip is searched exactly.
+In a clip of more than `exact_up_to` frames (a custom avatar's), each step extends only the `beam` cheapest
+paths so far, which keeps a step's cost at beam x N instead of N x N; a shorter clip is searched exactly.
 step(i, j) is the RMS displacement of the rigid landmarks (upper jaw, brows, nose, eye corners) between the
 two frames, in inter-ocular distances: how far the head would jump on screen. Mouth width is matched relative
 to the clip's resting width (0.5 in a target means "this face at rest"), opening and roundness as they are.
@@ -49,7 +49,8 @@ class MotionSettings:
     anchor_every: tuple[float, float] = (1.0, 3.0)       # seconds the head rests before drifting on
     anchor_reach: float = 0.10                           # IOD: how far a new anchor may be from the last
     ease_frames: int = 3                                 # frames to close the mouth after a barge-in
-    beam: int = 128                                      # Viterbi states extended per step (all in a shorter clip)
+    beam: int = 128                                      # Viterbi states extended per step in a longer clip
+    exact_up_to: int = 256                               # frames of a clip searched exactly (the built-in 133)
 
 
 def pose_steps(landmarks: np.ndarray) -> np.ndarray:
@@ -176,7 +177,7 @@ class MotionPlanner:
         acc[start] = 0.0
         back = np.empty((n, len(self.mouth)), np.int64)
         columns = np.arange(len(self.mouth))
-        everything = columns if len(columns) <= s.beam else None
+        everything = columns if len(columns) <= max(s.exact_up_to, s.beam) else None
         for t in range(n):
             beam = everything if everything is not None else np.argpartition(acc, s.beam)[: s.beam]
             total = acc[beam, None] + self.transition[beam]                   # [from (in the beam), to]

@@ -122,7 +122,7 @@ def test_a_long_clip_is_searched_with_a_beam_that_finds_the_exact_plan(default_c
                                 for _ in range(8)]).astype(np.float32)
     frames = np.repeat(default_clip.frames[:1], len(landmarks), axis=0)       # the planner only reads landmarks
     clip = DrivingClip.from_landmarks(frames, landmarks)
-    assert len(clip) > 4 * MotionSettings().beam
+    assert len(clip) > max(4 * MotionSettings().beam, MotionSettings().exact_up_to)    # searched with the beam
     targets = _speech_targets(200, seed=1)
     plans = [MotionPlanner(clip, seed=2, settings=MotionSettings(beam=beam)).speak(targets)
              for beam in (MotionSettings().beam, len(clip))]                   # the beam, and exact
