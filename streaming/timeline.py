@@ -142,10 +142,16 @@ class Timeline:
         with self._lock:
             placement.more = False
 
-    def sent(self, k: int) -> None:
-        """The video track hands frame k to the encoder: it can no longer change."""
+    def sent(self, k: int, generation: int | None = None) -> bool:
+        """The video track hands frame k to the encoder: it can no longer change. With the `generation` the
+        frame was decided in: only if nothing was placed on a decided frame since (checked and committed at
+        once, so a reply placed from another thread in between cannot lose its first frame); False, and
+        nothing committed, otherwise: decide the frame again."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return False
             self._next_sent = max(self._next_sent, k + 1)
+            return True
 
     def clear(self) -> None:
         """Barge-in: drop the placed reply; the next audio chunk and the next frame are idle."""

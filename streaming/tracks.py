@@ -345,20 +345,23 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame = await ahead[2]
         self._ahead = self._submit(k + 1)
         await self._clock.sleep_until(k / FPS)
-        decided = ahead[1]
-        for _ in range(3):  # an utterance placed on frame k (or a barge-in) while it waited, or a stream frame
-            if decided == self._timeline.generation and self._sendable(k, frame):   # that cannot follow: again
-                break
-            if not self._sendable(k, frame):
+        decided, committed = ahead[1], False
+        for _ in range(3):  # an utterance placed on frame k (or a barge-in) since it was decided, or a stream
+            if self._sendable(k, frame):                  # frame that cannot follow: decide it again
+                committed = self._timeline.sent(k, decided)
+                if committed:
+                    break
+            else:
                 self._must_leave = True
             _, decided, again = self._submit(k)
             frame = await again
-        if not self._sendable(k, frame):   # still not (a race with another replan): leave and decide again
-            self._must_leave = True
-            frame = await self._submit(k)[2]
+        if not committed:  # still not (a race with another replan): leave the stream if need be, and send it
             if not self._sendable(k, frame):
-                raise RuntimeError(f"frame {k}: no frame of its own after leaving the shared idle stream")
-        self._timeline.sent(k)  # no await since k was decided: the timeline cannot have moved meanwhile
+                self._must_leave = True
+                frame = await self._submit(k)[2]
+                if not self._sendable(k, frame):
+                    raise RuntimeError(f"frame {k}: no frame of its own after leaving the shared idle stream")
+            self._timeline.sent(k)
         self._next = k + 1
         self._last_sent, self._last_sent_shared = k, isinstance(frame, Packet)
         self.frames_shared += self._last_sent_shared

@@ -2,10 +2,15 @@
 audio and frames index the same clip."""
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from avatar.types import SAMPLE_RATE, AudioClip, Speech, Utterance
+from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, SAMPLES_PER_FRAME, Timeline
+from streaming.tracks import AvatarVideoTrack, EncoderFrames
+from streaming_support import FakeClock, TonePerformer
 
 
 def utterance(n_samples: int) -> Utterance:
@@ -80,6 +85,50 @@ def test_an_utterance_may_start_on_the_frame_decided_ahead() -> None:
     generation = timeline.generation
     assert timeline.place(utterance(SAMPLE_RATE // 2)).start_frame == 7   # nothing decided ahead: no re-render
     assert timeline.generation == generation
+
+
+def test_a_frame_decided_before_a_reply_was_placed_on_it_is_not_committed() -> None:
+    timeline = Timeline()
+    for k in range(4):
+        assert timeline.frame_index(k) is None
+    assert timeline.sent(2, timeline.generation)         # frames 0-2 sent, frame 3 decided (idle)
+    decided = timeline.generation
+    placement = timeline.place(utterance(SAMPLE_RATE // 2))
+    assert placement.start_frame == 3
+    assert not timeline.sent(3, decided)                 # stale: decide it again, nothing committed
+    assert timeline.frame_index(3) == 500
+    assert timeline.sent(3, timeline.generation)
+    assert timeline.place(utterance(SAMPLE_RATE // 2)).start_frame == 4     # frame 3 is out now
+
+
+class PlacingTimeline(Timeline):
+    """Places a reply as another thread may: after the video track decided frame `at` and found it current,
+    just before the track commits it."""
+
+    def __init__(self, at: int, reply: Utterance) -> None:
+        super().__init__()
+        self.at, self.reply = at, reply
+
+    def sent(self, k: int, generation: int | None = None) -> bool:
+        if k == self.at and self.reply is not None:
+            reply, self.reply = self.reply, None
+            assert self.place(reply).start_frame == k
+        return super().sent(k, generation)
+
+
+def test_a_reply_placed_while_the_video_track_commits_a_frame_keeps_its_first_frame() -> None:
+    at = 12
+    timeline = PlacingTimeline(at, TonePerformer.segment(first_frame=100))
+    track = AvatarVideoTrack(FakeClock(), timeline, GuardedPerformer(TonePerformer()), EncoderFrames())
+
+    async def shown(count: int) -> list[int]:
+        frames = [await track.recv() for _ in range(count)]
+        track.stop()
+        return [round(float(f.to_ndarray(format="rgb24")[..., 0].mean()) / 2) for f in frames]   # 2 x index
+
+    frames = asyncio.run(shown(at + 5))
+    assert frames[at:] == [100, 101, 102, 103, 104], frames     # the reply from its first frame, on frame `at`
+    assert max(frames[:at]) < 10                                 # idle before it
 
 
 def test_a_quiet_read_is_longer_only_where_no_speech_lies_and_counts_as_handed_out() -> None:
