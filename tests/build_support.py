@@ -68,3 +68,10 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
     return path
+
+
+def short_video(source: Path, path: Path, frames: int) -> Path:
+    """The first `frames` frames of a video, re-encoded (a shorter subject video for a quicker prepare)."""
+    from avatar.swap.data import read_frames
+
+    return write_video(path, list(read_frames(source, frames)), fps=30)

@@ -6,9 +6,10 @@ The build runs as a user runs it (a subprocess of `python -m avatar.cli build`),
 killed once during the swap stage and run again, so that the bundle every test uses is the product of a resumed
 build. Skips where ../shared/data is absent.
 
-Both take minutes and run in subprocesses, so they start in the background as soon as collection shows a test
-that needs the avatar, and the tests that need it run last: the build uses the second core while the other
-tests run (the suite alone keeps about one busy).
+Builds take minutes and run in subprocesses, so they start in the background (`BackgroundJob`) as soon as
+collection shows a test that needs one, and the tests that need them run last: the builds use the second core
+while the other tests run (the suite alone keeps about one busy). Two run so: the custom avatar, and a build
+without --faces that stops at the smoke GAN.
 """
 from __future__ import annotations
 
@@ -20,33 +21,36 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from build_support import BuiltAvatar, build_command, consent_files, training_env
+from build_support import BuiltAvatar, build_command, consent_files, short_video, training_env
 from footage import (DRIVING, MULTI, MULTI_EVERY, REPO, SUBJECT, SUBJECT_EVERY, cached_prepare, need, prepare_subject,
                      prepared_folder)
 
 if TYPE_CHECKING:        # imported lazily: most tests need none of it
     from synth.prepare import PrepareReport
 
-BUILD_FIXTURE = "built_avatar"
-BUILD_TIMEOUT = 1500     # seconds for the prepare and the two build runs together
+JOB_TIMEOUT = 1500       # seconds for one background job (the prepare and the two build runs together)
 
 
-class BackgroundBuild:
-    """The session's custom avatar, made in a thread that only starts subprocesses and waits for them: subject_A
-    prepared into the cache (`footage.prepare_subject`), then `avatar build`, killed in its swap stage and run
-    again."""
+class BackgroundJob:
+    """Minutes of work in subprocesses, done in a thread that only starts them and waits: started as soon as
+    collection shows a test that needs its fixture (`fixture`), and handed to that fixture when done."""
 
-    def __init__(self) -> None:
-        self.prepared = threading.Event()       # the subject's dataset is in the cache (or preparing it failed)
+    def __init__(self, fixture: str, work: Callable[[BackgroundJob, Path], Any]) -> None:
+        self.fixture = fixture
+        self._work = work
+        self.prepared = threading.Event()     # set by a job once subject_A's cached dataset is written (or failed)
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()           # between spawning a process and stopping the job
+        self._stopping = False
         self._process: subprocess.Popen | None = None
         self._root: Path | None = None
-        self._result: BuiltAvatar | None = None
+        self._result: Any = None
         self._error: str | None = None
 
     @property
@@ -54,108 +58,135 @@ class BackgroundBuild:
         return self._thread is not None
 
     def start(self) -> None:
-        self._root = Path(tempfile.mkdtemp(prefix="built-avatar-"))
-        self._thread = threading.Thread(target=self._run, name="built-avatar", daemon=True)
+        self._root = Path(tempfile.mkdtemp(prefix=f"{self.fixture}-"))
+        self._thread = threading.Thread(target=self._run, name=self.fixture, daemon=True)
         self._thread.start()
 
-    def result(self) -> BuiltAvatar:
+    def result(self) -> Any:
         if self._thread is None:
             self.start()
         assert self._thread is not None
-        self._thread.join(BUILD_TIMEOUT)
+        self._thread.join(JOB_TIMEOUT)
         if self._thread.is_alive():
-            raise TimeoutError(f"the session's avatar build took more than {BUILD_TIMEOUT} s")
-        if self._result is None:
+            raise TimeoutError(f"{self.fixture} took more than {JOB_TIMEOUT} s")
+        if self._error is not None:
             raise AssertionError(self._error)
         return self._result
 
     def stop(self) -> None:
-        """End of the session: kill a build still running and remove its files."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(timeout=60)
+        """End of the session: kill a process still running (none starts after this) and remove the job's files."""
+        with self._lock:
+            self._stopping, process = True, self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
         if self._thread is not None:
             self._thread.join(60)
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
 
+    def spawn(self, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("the test session has ended")
+            self._process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True)
+            return self._process
+
+    def run(self, command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        process = self.spawn(command, env)
+        stdout, stderr = process.communicate(timeout=JOB_TIMEOUT)
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
     def _run(self) -> None:
-        try:
-            self._result = self._build(self._prepare())
-        except BaseException as e:       # reported by result(), in the test that needs the avatar
-            self._error = f"the session's avatar build failed: {e!r}"
-        finally:
-            self.prepared.set()
-
-    def _spawn(self, command: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-        self._process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True, **kwargs)
-        return self._process
-
-    def _prepare(self) -> Path:
-        """subject_A's cached dataset, prepared in a subprocess (dlib's detector holds the interpreter lock)."""
-        try:
-            tests = str(REPO / "tests")
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
-            process = self._spawn([sys.executable, "-c", "import footage; footage.prepare_subject()"], env)
-            _, stderr = process.communicate(timeout=BUILD_TIMEOUT)
-            assert process.returncode == 0, f"preparing subject_A failed: {stderr[-3000:]}"
-        finally:
-            self.prepared.set()
-        return prepared_folder("subject_A", SUBJECT_EVERY)
-
-    def _build(self, dataset: Path) -> BuiltAvatar:
         assert self._root is not None
-        root = self._root
-        consent, driving_consent = consent_files(root / "consent")
-        out, work, c2pa = root / "test_avatar.avatar", root / "work", root / "c2pa"
-        # beside the other tests: OpenMP threads that sleep while they wait (the product's default), not spin
-        env = training_env(AVATAR_C2PA_DIR=str(c2pa), OMP_WAIT_POLICY="PASSIVE")
-        for name in ("AVATAR_C2PA_CERT", "AVATAR_C2PA_KEY", "AVATAR_C2PA_CA"):
-            env.pop(name, None)
-        command = build_command(out, work, consent, driving_consent, faces=dataset)
-        checkpoints = work / "swap" / "run" / "checkpoints"
-        first = self._spawn(command, env)
-        deadline = time.monotonic() + BUILD_TIMEOUT / 2
-        while time.monotonic() < deadline and first.poll() is None:
-            if len(list(checkpoints.glob("ckpt-*.pt"))) >= 2:    # in the middle of the swap stage
-                break
-            time.sleep(0.2)
-        assert first.poll() is None, f"the first build ended before its swap stage: {first.communicate()}"
-        done = {p.parent.name: p.stat().st_mtime for p in work.glob("*/done.json")}
-        first.send_signal(signal.SIGKILL)
-        stdout, stderr = first.communicate(timeout=60)
-        killed = subprocess.CompletedProcess(command, first.returncode, stdout, stderr)
-        again = self._spawn(command, env)
-        stdout, stderr = again.communicate(timeout=BUILD_TIMEOUT / 2)
-        assert again.returncode == 0, stdout + stderr
-        finished = subprocess.CompletedProcess(command, again.returncode, stdout, stderr)
-        return BuiltAvatar(out, work, c2pa, killed, finished, done)
+        try:
+            self._result = self._work(self, self._root)
+        except BaseException as e:       # reported by result(), in the test that needs it
+            self._error = f"{self.fixture} failed: {e!r}"
+        finally:
+            self.prepared.set()
 
 
-BACKGROUND = BackgroundBuild()
+def _beside_the_tests(**extra: str) -> dict[str, str]:
+    """A background build's environment: OpenMP threads that sleep while they wait (the product's default), not
+    spin, since it shares the cores with the tests; no C2PA identity of the user's."""
+    env = training_env(OMP_WAIT_POLICY="PASSIVE", **extra)
+    for name in ("AVATAR_C2PA_CERT", "AVATAR_C2PA_KEY", "AVATAR_C2PA_CA"):
+        env.pop(name, None)
+    return env
+
+
+def _build_avatar(job: BackgroundJob, root: Path) -> BuiltAvatar:
+    """subject_A prepared into the cache in a subprocess (dlib's detector holds the interpreter lock), then
+    `avatar build` on it, killed in its swap stage and run again."""
+    try:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+        prepared = job.run([sys.executable, "-c", "import footage; footage.prepare_subject()"], env)
+        assert prepared.returncode == 0, f"preparing subject_A failed: {prepared.stderr[-3000:]}"
+    finally:
+        job.prepared.set()
+    consent, driving_consent = consent_files(root / "consent")
+    out, work, c2pa = root / "test_avatar.avatar", root / "work", root / "c2pa"
+    env = _beside_the_tests(AVATAR_C2PA_DIR=str(c2pa))
+    command = build_command(out, work, consent, driving_consent, faces=prepared_folder("subject_A", SUBJECT_EVERY))
+    checkpoints = work / "swap" / "run" / "checkpoints"
+    first = job.spawn(command, env)
+    deadline = time.monotonic() + JOB_TIMEOUT / 2
+    while time.monotonic() < deadline and first.poll() is None:
+        if len(list(checkpoints.glob("ckpt-*.pt"))) >= 2:    # in the middle of the swap stage
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, f"the first build ended before its swap stage: {first.communicate()}"
+    done = {p.parent.name: p.stat().st_mtime for p in work.glob("*/done.json")}
+    first.send_signal(signal.SIGKILL)
+    stdout, stderr = first.communicate(timeout=60)
+    killed = subprocess.CompletedProcess(command, first.returncode, stdout, stderr)
+    finished = job.run(command, env)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    return BuiltAvatar(out, work, c2pa, killed, finished, done)
+
+
+def _build_without_faces(job: BackgroundJob, root: Path) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    """`avatar build` as a user without --faces runs it (prepare -> GAN -> sample), on the first 5 s of
+    subject_A: (the finished command, its work folder, its --out)."""
+    subject = short_video(SUBJECT, root / "subject_5s.mp4", 150)
+    consent, driving_consent = consent_files(root / "consent")
+    out, work = root / "avatar", root / "work"
+    command = build_command(out, work, consent, driving_consent, subject=subject)
+    return job.run(command, _beside_the_tests()), work, out
+
+
+JOBS = [BackgroundJob("built_avatar", _build_avatar), BackgroundJob("build_without_faces", _build_without_faces)]
+BUILT = JOBS[0]
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the avatar build if a selected test needs it, and run those tests last."""
-    needing = [item for item in items if BUILD_FIXTURE in getattr(item, "fixturenames", ())]
-    if not needing or not (SUBJECT.exists() and DRIVING.exists()):
+    """Start the background jobs that selected tests need, and run those tests last."""
+    if config.option.collectonly or not (SUBJECT.exists() and DRIVING.exists()):
         return
-    later = set(needing)
-    items[:] = [item for item in items if item not in later] + needing
-    BACKGROUND.start()
+    later: list[pytest.Item] = []
+    for job in JOBS:
+        needing = [item for item in items if job.fixture in getattr(item, "fixturenames", ()) and item not in later]
+        if needing:
+            later += needing
+            job.start()
+    if later:
+        moved = set(later)
+        items[:] = [item for item in items if item not in moved] + [item for item in items if item in moved]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    BACKGROUND.stop()
+    for job in JOBS:
+        job.stop()
 
 
 @pytest.fixture(scope="session")
 def subject_prepared() -> tuple[PrepareReport, Path]:
     """subject_A prepared on every 6th frame: its report and its dataset folder."""
     need(DRIVING)                                   # the tests that use it pair it with driving_B
-    if BACKGROUND.started:                          # being prepared in the background: one writer at a time
-        BACKGROUND.prepared.wait(BUILD_TIMEOUT)
+    if BUILT.started:                               # being prepared in the background: one writer at a time
+        BUILT.prepared.wait(JOB_TIMEOUT)
     return prepare_subject()
 
 
@@ -172,4 +203,11 @@ def multi_prepared() -> tuple[PrepareReport, Path]:
 
 @pytest.fixture(scope="session")
 def built_avatar(subject_dataset) -> BuiltAvatar:
-    return BACKGROUND.result()
+    return BUILT.result()
+
+
+@pytest.fixture(scope="session")
+def build_without_faces() -> tuple[subprocess.CompletedProcess, Path, Path]:
+    if not (SUBJECT.exists() and DRIVING.exists()):
+        pytest.skip("real footage not available (../shared/data is absent)")
+    return JOBS[1].result()

@@ -172,23 +172,11 @@ def test_bad_input_ends_with_a_clear_message_and_exit_2(case, subject_dataset, t
     assert not (work / "swap").exists()
 
 
-def _short_video(source: Path, path: Path, frames: int) -> Path:
-    """The first `frames` frames of a video, re-encoded (a shorter subject video for a quicker prepare)."""
-    from avatar.swap.data import read_frames
-
-    return write_video(path, list(read_frames(source, frames)), fps=30)
-
-
-def test_the_whole_chain_stops_at_a_gan_too_weak_for_the_identity_filter_and_says_what_to_do(tmp_path):
-    """prepare -> GAN -> sample as a user without --faces runs it; the smoke GAN's faces are never the subject.
-    (That finished stages are kept on a rerun is shown by the killed build of the session's fixture.)"""
-    if not (SUBJECT.exists() and DRIVING.exists()):
-        pytest.skip("real footage not available (../shared/data is absent)")
-    subject = _short_video(SUBJECT, tmp_path / "subject_5s.mp4", 150)
-    consent, driving_consent = consent_files(tmp_path / "consent")
-    out, work = tmp_path / "avatar", tmp_path / "work"
-    command = build_command(out, work, consent, driving_consent, subject=subject)
-    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=training_env())
+def test_the_whole_chain_stops_at_a_gan_too_weak_for_the_identity_filter_and_says_what_to_do(build_without_faces):
+    """prepare -> GAN -> sample as a user without --faces runs it (a session fixture, built in the background);
+    the smoke GAN's faces are never the subject. (That finished stages are kept on a rerun is shown by the killed
+    build of the session's custom avatar.)"""
+    first, work, out = build_without_faces
     assert first.returncode == 2, first.stdout + first.stderr
     assert "not good enough yet" in first.stderr and "--faces" in first.stderr
     for k, stage in enumerate(("check", "prepare", "gan", "sample"), 1):
