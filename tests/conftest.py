@@ -44,7 +44,6 @@ class BackgroundJob:
     def __init__(self, fixture: str, work: Callable[[BackgroundJob, Path], Any]) -> None:
         self.fixture = fixture
         self._work = work
-        self.prepared = threading.Event()     # set by a job once subject_A's cached dataset is written (or failed)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()           # between spawning a process and stopping the job
         self._stopping = False
@@ -104,8 +103,6 @@ class BackgroundJob:
             self._result = self._work(self, self._root)
         except BaseException as e:       # reported by result(), in the test that needs it
             self._error = f"{self.fixture} failed: {e!r}"
-        finally:
-            self.prepared.set()
 
 
 def _beside_the_tests(**extra: str) -> dict[str, str]:
@@ -121,11 +118,12 @@ def _build_avatar(job: BackgroundJob, root: Path) -> BuiltAvatar:
     """subject_A prepared into the cache in a subprocess (dlib's detector holds the interpreter lock), then
     `avatar build` on it, killed in its swap stage and run again."""
     try:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
-        prepared = job.run([sys.executable, "-c", "import footage; footage.prepare_subject()"], env)
+        path = [str(REPO / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        prepared = job.run([sys.executable, "-c", "import footage; footage.prepare_subject()"],
+                           {**os.environ, "PYTHONPATH": os.pathsep.join(path)})
         assert prepared.returncode == 0, f"preparing subject_A failed: {prepared.stderr[-3000:]}"
     finally:
-        job.prepared.set()
+        SUBJECT_READY.set()
     consent, driving_consent = consent_files(root / "consent")
     out, work, c2pa = root / "test_avatar.avatar", root / "work", root / "c2pa"
     env = _beside_the_tests(AVATAR_C2PA_DIR=str(c2pa))
@@ -157,6 +155,7 @@ def _build_without_faces(job: BackgroundJob, root: Path) -> tuple[subprocess.Com
     return job.run(command, _beside_the_tests()), work, out
 
 
+SUBJECT_READY = threading.Event()     # the built_avatar job has prepared subject_A into the cache (or failed to)
 JOBS = [BackgroundJob("built_avatar", _build_avatar), BackgroundJob("build_without_faces", _build_without_faces)]
 BUILT = JOBS[0]
 
@@ -165,15 +164,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Start the background jobs that selected tests need, and run those tests last."""
     if config.option.collectonly or not (SUBJECT.exists() and DRIVING.exists()):
         return
-    later: list[pytest.Item] = []
+    later: set[pytest.Item] = set()
     for job in JOBS:
-        needing = [item for item in items if job.fixture in getattr(item, "fixturenames", ()) and item not in later]
+        needing = {item for item in items if job.fixture in getattr(item, "fixturenames", ())}
         if needing:
-            later += needing
+            later |= needing
             job.start()
     if later:
-        moved = set(later)
-        items[:] = [item for item in items if item not in moved] + [item for item in items if item in moved]
+        items[:] = [item for item in items if item not in later] + [item for item in items if item in later]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -186,7 +184,7 @@ def subject_prepared() -> tuple[PrepareReport, Path]:
     """subject_A prepared on every 6th frame: its report and its dataset folder."""
     need(DRIVING)                                   # the tests that use it pair it with driving_B
     if BUILT.started:                               # being prepared in the background: one writer at a time
-        BUILT.prepared.wait(JOB_TIMEOUT)
+        SUBJECT_READY.wait(JOB_TIMEOUT)
     return prepare_subject()
 
 
