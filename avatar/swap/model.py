@@ -88,6 +88,10 @@ PRESETS = {
     "cpu64-liae": SwapPreset("cpu64-liae", arch="liae", resolution=64, e_dims=24, ae_dims=128, d_dims=24,
                              d_mask_dims=8, batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500,
                              preview_minutes=5.0),
+    # cpu64's widths at 128 px: what a larger swap gives on the GAN's 64 px faces (bench/swap_quality.py --preset
+    # cpu128). A step costs about four times cpu64's, so its 14k steps would take about eight hours on 2 cores.
+    "cpu128": SwapPreset("cpu128", resolution=128, e_dims=24, ae_dims=128, d_dims=24, d_mask_dims=8,
+                         batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500, preview_minutes=5.0),
     # GPU presets: DFL's DF at 128 and 256 px (--device cuda).
     "gpu128": SwapPreset("gpu128", resolution=128, e_dims=64, ae_dims=256, d_dims=64, d_mask_dims=22,
                          batch_size=32, iters=80_000, checkpoint_every=2000, preview_minutes=2.0,
