@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:        # bad input, or a file that cannot be read or written
         print(f"avatar {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

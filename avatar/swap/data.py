@@ -9,7 +9,9 @@ are left out of training and out of everything the avatar may show, and counted.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -48,6 +50,14 @@ class FaceSet:
     @property
     def size(self) -> int:
         return self.images.shape[1]
+
+    def digest(self) -> str:
+        """SHA-256 of the faces and landmarks exactly as training sees them."""
+        h = hashlib.sha256()
+        for array in (self.images, self.landmarks):
+            h.update(str((array.dtype, array.shape)).encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
 
 
 def _resized(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +156,8 @@ def _decoded(video: Path, max_frames: int | None) -> Iterator[tuple[int, av.Vide
     except (av.error.FFmpegError, OSError) as exc:
         raise SwapDataError(f"cannot open video {video}: {exc}") from None
     with container:
+        if not container.streams.video:
+            raise SwapDataError(f"{video} holds no video stream")
         try:
             for index, frame in enumerate(container.decode(video=0)):
                 if max_frames is not None and index >= max_frames:
@@ -156,8 +168,11 @@ def _decoded(video: Path, max_frames: int | None) -> Iterator[tuple[int, av.Vide
 
 
 def video_fps(video: Path) -> float:
-    with av.open(str(video)) as container:
-        rate = container.streams.video[0].average_rate
+    try:
+        with av.open(str(video)) as container:
+            rate = container.streams.video[0].average_rate if container.streams.video else None
+    except (av.error.FFmpegError, OSError) as exc:
+        raise SwapDataError(f"cannot open video {video}: {exc}") from None
     return float(rate) if rate else 25.0
 
 
@@ -187,8 +202,15 @@ def read_scan(cache: Path, digest: str, max_frames: int | None) -> VideoScan | N
                 return None
             return VideoScan(data["faces_found"], data["landmarks"], float(data["fps"]),
                              tuple(int(v) for v in data["frame_size"]), digest)
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None                                # missing or unreadable: scan again
+
+
+def video_digest(video: Path) -> str:
+    """The driving video's SHA-256 (what its scans and runs are keyed on); SwapDataError if there is none."""
+    if not Path(video).is_file():
+        raise SwapDataError(f"no video at {video}")
+    return file_sha256(Path(video))
 
 
 def cached_scan(video: Path, cache: Path, max_frames: int | None = None, progress: bool = True,
@@ -196,9 +218,9 @@ def cached_scan(video: Path, cache: Path, max_frames: int | None = None, progres
     """scan_video, kept in `cache` (.npz) and reused while the video file and frame limit are the same; a
     matching scan in one of the `also` files (e.g. the one training made) is reused as well."""
     video, cache = Path(video), Path(cache)
-    if not video.is_file():
-        raise SwapDataError(f"no video at {video}")
-    digest = file_sha256(video)
+    if max_frames is not None and max_frames <= 0:
+        raise SwapDataError(f"a frame limit (--frames, --dst-frames) must be positive, got {max_frames}")
+    digest = video_digest(video)
     for path in (cache, *also):
         scan = read_scan(path, digest, max_frames)
         if scan is not None:

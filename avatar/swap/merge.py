@@ -98,12 +98,16 @@ def compose(frame: np.ndarray, swapped: SwappedFace, face: np.ndarray, blend: st
     out = frame.copy()
     size = face.shape[0]
     if blend == "seamless":
-        return _seamless(out, swapped, face)
+        cloned = _seamless(out, swapped, face)
+        if cloned is not None:
+            return cloned
     blend_into(out, face, swapped.mask, swapped.transform, face_roi(swapped.transform, size, frame.shape))
     return out
 
 
-def _seamless(frame: np.ndarray, swapped: SwappedFace, face: np.ndarray) -> np.ndarray:
+def _seamless(frame: np.ndarray, swapped: SwappedFace, face: np.ndarray) -> np.ndarray | None:
+    """seamlessClone of the face into the frame; None when the mask is too small for it (then alpha-blended, so
+    that the driving person's own face is never shown)."""
     h, w = frame.shape[:2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     back = cv2.warpAffine(face, swapped.transform, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
@@ -113,7 +117,7 @@ def _seamless(frame: np.ndarray, swapped: SwappedFace, face: np.ndarray) -> np.n
     binary[:, [0, -1]] = 0
     ys, xs = np.nonzero(binary)
     if len(xs) < 16:
-        return frame
+        return None
     centre = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
     return cv2.seamlessClone(back, frame, binary, centre, cv2.NORMAL_CLONE)
 

@@ -28,7 +28,8 @@ from avatar.runs import (RunFolder, check_device, exclusive_run_folder, latest_c
                          load_checkpoint, save_checkpoint)
 from avatar.swap.augment import training_sample
 from avatar.swap.colour import LabStats, lab_stats, reinhard_transfer
-from avatar.swap.data import SCAN_FILE, FaceSet, cached_scan, check_usable, driving_faces, load_faces
+from avatar.swap.data import (SCAN_FILE, FaceSet, cached_scan, check_usable, driving_faces, load_faces,
+                               video_digest)
 from avatar.swap.losses import identity_loss
 from avatar.swap.model import SwapModel, SwapPreset, get_preset
 
@@ -206,15 +207,20 @@ def run_swap_training(options: SwapTrainOptions) -> Path:
 
 
 def _run_settings(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] | None,
-                  digest: str) -> dict[str, Any]:
-    """What the run trains on and for how long: stored in every checkpoint, kept on resume."""
+                  digest: str, src_digest: str) -> dict[str, Any]:
+    """What the run trains on and for how long: stored in every checkpoint, kept on resume (checked before the
+    driving video is scanned, so that another video never replaces the run's scan)."""
     if state is None:
-        return {"iters": options.iters or preset.iters, "dst_frames": options.dst_frames, "dst_digest": digest}
+        return {"iters": options.iters or preset.iters, "dst_frames": options.dst_frames, "dst_digest": digest,
+                "src_digest": src_digest}
     stored = dict(state["run"])
     if stored["dst_digest"] != digest or (options.dst_frames or stored["dst_frames"]) != stored["dst_frames"]:
         raise SwapTrainingError(f"--resume: {options.dst} (first {options.dst_frames or 'all'} frames) is not the "
                                 "driving video this run was trained on; resume with the same video, or start a "
                                 "new run")
+    if stored.setdefault("src_digest", src_digest) != src_digest:     # runs from before it was stored: taken
+        raise SwapTrainingError(f"--resume: the faces in {options.src} are not the ones this run was trained on; "
+                                "resume with the same FACES folder, or start a new run")
     if options.iters is not None:
         stored["iters"] = options.iters
     return stored
@@ -269,8 +275,9 @@ def _log_row(window: list[torch.Tensor], iteration: int, since: float, world: Wo
     finite stops the run before it is checkpointed); returns when the row was made (the next window's start)."""
     losses = average_values(torch.stack(window).mean(0), world).tolist()
     if not all(np.isfinite(losses)):
-        raise SwapTrainingError(f"the loss became {losses} by iteration {iteration}; the run "
-                                "stops before checkpointing it: resume with a lower lr")
+        raise SwapTrainingError(f"the loss became {losses} by iteration {iteration}; the run stops before "
+                                "checkpointing it. Its last checkpoint is kept, but a resume would repeat the same "
+                                "steps: start a new run in another --out")
     now = time.monotonic()
     row = {"iter": iteration, **dict(zip(LOSS_KEYS, losses)), "it_per_s": round(len(window) / max(now - since, 1e-9), 3)}
     if world.is_main:
@@ -284,10 +291,14 @@ def _preview(trainer: SwapTrainer, folder: RunFolder, src, dst, world: World) ->
         folder.save_samples(trainer.preview(src, dst), trainer.iter)      # also brings losses.png up to date
 
 
-def _stopped(options: SwapTrainOptions, out: Path, iteration: int, path: Path | None) -> None:
-    """After Ctrl-C (checkpointed): say how to continue, and end as interrupted."""
-    print(f"\nstopped at iteration {iteration}; checkpoint {path}\n"
-          f"continue with: avatar swap train --src {options.src} --dst {options.dst} --out {out} --resume")
+def _stopped(options: SwapTrainOptions, world: World, iteration: int, path: Path | None) -> None:
+    """After Ctrl-C (checkpointed): say how to continue (the same launcher and device), and end as interrupted."""
+    launcher = f"torchrun --nproc_per_node {world.size} -m avatar.cli" if world.size > 1 else "avatar"
+    device = f" --device {options.device}" if options.device != "cpu" else ""
+    if world.is_main:
+        print(f"\nstopped at iteration {iteration}; checkpoint {path}\n"
+              f"continue with: {launcher} swap train --src {options.src} --dst {options.dst} --out {options.out}"
+              f"{device} --resume")
     raise KeyboardInterrupt
 
 
@@ -304,10 +315,10 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
     _fit_world(preset, world)
     dst_frames = state["run"]["dst_frames"] if state else options.dst_frames
     progress = options.progress and world.is_main
-    scan = _scan_once(options.dst, out / SCAN_FILE, dst_frames, progress, world)
-    settings = _run_settings(options, preset, state, scan.digest)
-    check_usable(scan, options.dst)
     src = load_faces(options.src, preset.resolution, progress)
+    settings = _run_settings(options, preset, state, video_digest(options.dst), src.digest())
+    scan = _scan_once(options.dst, out / SCAN_FILE, dst_frames, progress, world)
+    check_usable(scan, options.dst)
     dst = driving_faces(options.dst, scan, preset.resolution, dst_frames)
     sampler = PairSampler(src, dst, preset.warp, world.rank)
     trainer = SwapTrainer(preset, world)
@@ -357,5 +368,5 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
     _preview(trainer, folder, src, dst, world)
     barrier(world)
     if stop.asked:
-        _stopped(options, out, trainer.iter, path)
+        _stopped(options, world, trainer.iter, path)
     return path or latest_checkpoint(out)

@@ -87,6 +87,42 @@ def test_a_second_run_into_a_used_folder_is_refused(smoke_run, avatar_faces, ava
             run_swap_training(SwapTrainOptions(avatar_faces, avatar_video, smoke_run, resume=True, progress=False))
 
 
+def test_resume_refuses_other_faces_or_another_video_and_keeps_the_runs_scan(smoke_run, avatar_faces, avatar_video,
+                                                                              tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    scan = (run / "dst_scan.npz").read_bytes()
+    other_faces = tmp_path / "other"
+    shutil.copytree(avatar_faces, other_faces)
+    (other_faces / "00000.png").unlink()                                 # one face fewer
+    with pytest.raises(SwapTrainingError, match="not the ones this run was trained on"):
+        run_swap_training(SwapTrainOptions(other_faces, avatar_video, run, resume=True, iters=30, progress=False))
+    with av.open(str(avatar_video)) as source:
+        frames = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]
+    other_video = write_video(tmp_path / "other.mp4", frames[::-1])
+    with pytest.raises(SwapTrainingError, match="not the driving video this run was trained on"):
+        run_swap_training(SwapTrainOptions(avatar_faces, other_video, run, resume=True, iters=30, progress=False))
+    assert (run / "dst_scan.npz").read_bytes() == scan                   # refused before scanning the other video
+    assert load_checkpoint(latest_checkpoint(run))["iter"] == 20
+
+
+def test_frame_limits_and_videos_without_a_picture_are_refused(avatar_video, tmp_path):
+    from avatar.swap.data import cached_scan
+
+    for limit in (0, -1):
+        with pytest.raises(SwapDataError, match="must be positive"):
+            cached_scan(avatar_video, tmp_path / "scan.npz", limit, progress=False)
+    sound = tmp_path / "sound.mp4"                                        # an mp4 with only an audio stream
+    with av.open(str(sound), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+        samples.sample_rate = 16000
+        for packet in [*stream.encode(samples), *stream.encode(None)]:
+            container.mux(packet)
+    with pytest.raises(SwapDataError, match="holds no video stream"):
+        cached_scan(sound, tmp_path / "scan.npz", progress=False)
+
+
 def test_faces_folder_with_three_images_is_refused(avatar_faces, tmp_path):
     few = write_faces(tmp_path / "few", [np.zeros((64, 64, 3), np.uint8)] * 3, [np.zeros((68, 2))] * 3)
     with pytest.raises(SwapDataError, match="holds 3 face images"):
@@ -145,29 +181,38 @@ def test_bake_gives_a_driving_clip_with_swapped_faces(smoke_run, avatar_video, d
     assert frame.shape == clip.frames[0].shape
 
 
-def test_ctrl_c_checkpoints_and_resume_matches_an_uninterrupted_run(avatar_faces, avatar_video, smoke_run, tmp_path):
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    for run in (straight, stopped):                                     # the driving video's scan is reused
+def _interrupted(args: list, out: Path, sig: signal.Signals) -> tuple[int, str, str]:
+    """`avatar swap train` into `out`, sent `sig` as soon as its first checkpoint is written."""
+    process = subprocess.Popen(AVATAR + [str(a) for a in args + ["--out", out]], cwd=REPO, text=True,
+                               env=training_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list((out / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=300)
+    return process.returncode, stdout, stderr
+
+
+def test_ctrl_c_or_kill_9_then_resume_matches_an_uninterrupted_run(avatar_faces, avatar_video, smoke_run, tmp_path):
+    straight, stopped, killed = tmp_path / "straight", tmp_path / "stopped", tmp_path / "killed"
+    for run in (straight, stopped, killed):                             # the driving video's scan is reused
         run.mkdir()
         shutil.copy(smoke_run / "dst_scan.npz", run / "dst_scan.npz")
     args = ["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--preset", "smoke", "--iters", "40"]
     assert run_cli(args + ["--out", straight]).returncode == 0
-    process = subprocess.Popen(AVATAR + [str(a) for a in args + ["--out", stopped]], cwd=REPO, text=True,
-                               env=training_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not list((stopped / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 130, err
-    assert "--resume" in out and "checkpoint" in out
-    stopped_at = load_checkpoint(latest_checkpoint(stopped))["iter"]
-    assert 0 < stopped_at < 40
-    result = run_cli(["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--out", stopped, "--resume"])
-    assert result.returncode == 0, result.stderr
-    a, b = _weights(straight), _weights(stopped)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert load_checkpoint(latest_checkpoint(stopped))["iter"] == 40           # the run's own length, kept
+    code, out, err = _interrupted(args, stopped, signal.SIGINT)
+    assert code == 130, err
+    assert f"continue with: avatar swap train --src {avatar_faces} --dst {avatar_video} --out {stopped} " \
+           "--resume" in out
+    code, out, err = _interrupted(args, killed, signal.SIGKILL)         # no chance to checkpoint or clean up
+    assert code == -signal.SIGKILL, err
+    for run in (stopped, killed):
+        assert 0 < load_checkpoint(latest_checkpoint(run))["iter"] < 40
+        result = run_cli(["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--out", run, "--resume"])
+        assert result.returncode == 0, result.stderr
+        a, b = _weights(straight), _weights(run)
+        assert all(torch.equal(a[k], b[k]) for k in a), run.name
+        assert load_checkpoint(latest_checkpoint(run))["iter"] == 40           # the run's own length, kept
 
 
 def test_two_process_gloo_run_splits_each_batch_and_resumes_in_one(avatar_faces, avatar_video, smoke_run, tmp_path):
