@@ -182,11 +182,12 @@ def test_bake_gives_a_driving_clip_with_swapped_faces(smoke_run, avatar_video, d
 
 
 def _interrupted(args: list, out: Path, sig: signal.Signals) -> tuple[int, str, str]:
-    """`avatar swap train` into `out`, sent `sig` as soon as its first checkpoint is written."""
+    """`avatar swap train ARGS --out OUT`, sent `sig` as soon as it has written a checkpoint of its own."""
+    before = set((out / "checkpoints").glob("ckpt-*.pt"))
     process = subprocess.Popen(AVATAR + [str(a) for a in args + ["--out", out]], cwd=REPO, text=True,
                                env=training_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not list((out / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
+    while not set((out / "checkpoints").glob("ckpt-*.pt")) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=300)
@@ -194,25 +195,25 @@ def _interrupted(args: list, out: Path, sig: signal.Signals) -> tuple[int, str, 
 
 
 def test_ctrl_c_or_kill_9_then_resume_matches_an_uninterrupted_run(avatar_faces, avatar_video, smoke_run, tmp_path):
-    straight, stopped, killed = tmp_path / "straight", tmp_path / "stopped", tmp_path / "killed"
-    for run in (straight, stopped, killed):                             # the driving video's scan is reused
-        run.mkdir()
-        shutil.copy(smoke_run / "dst_scan.npz", run / "dst_scan.npz")
-    args = ["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--preset", "smoke", "--iters", "40"]
-    assert run_cli(args + ["--out", straight]).returncode == 0
-    code, out, err = _interrupted(args, stopped, signal.SIGINT)
+    straight, run = tmp_path / "straight", tmp_path / "stopped"
+    for folder in (straight, run):                                      # the driving video's scan is reused
+        folder.mkdir()
+        shutil.copy(smoke_run / "dst_scan.npz", folder / "dst_scan.npz")
+    args = ["swap", "train", "--src", avatar_faces, "--dst", avatar_video]
+    assert run_cli(args + ["--preset", "smoke", "--iters", "40", "--out", straight]).returncode == 0
+    code, out, err = _interrupted(args + ["--preset", "smoke", "--iters", "40"], run, signal.SIGINT)
     assert code == 130, err
-    assert f"continue with: avatar swap train --src {avatar_faces} --dst {avatar_video} --out {stopped} " \
-           "--resume" in out
-    code, out, err = _interrupted(args, killed, signal.SIGKILL)         # no chance to checkpoint or clean up
+    assert f"continue with: avatar swap train --src {avatar_faces} --dst {avatar_video} --out {run} --resume" in out
+    stopped_at = load_checkpoint(latest_checkpoint(run))["iter"]
+    # resumed, then killed with kill -9 (no chance to checkpoint or clean up) once it has checkpointed again
+    code, out, err = _interrupted(args + ["--resume"], run, signal.SIGKILL)
     assert code == -signal.SIGKILL, err
-    for run in (stopped, killed):
-        assert 0 < load_checkpoint(latest_checkpoint(run))["iter"] < 40
-        result = run_cli(["swap", "train", "--src", avatar_faces, "--dst", avatar_video, "--out", run, "--resume"])
-        assert result.returncode == 0, result.stderr
-        a, b = _weights(straight), _weights(run)
-        assert all(torch.equal(a[k], b[k]) for k in a), run.name
-        assert load_checkpoint(latest_checkpoint(run))["iter"] == 40           # the run's own length, kept
+    assert stopped_at < load_checkpoint(latest_checkpoint(run))["iter"] < 40
+    result = run_cli(args + ["--out", run, "--resume"])
+    assert result.returncode == 0, result.stderr
+    a, b = _weights(straight), _weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(latest_checkpoint(run))["iter"] == 40           # the run's own length, kept
 
 
 def test_two_process_gloo_run_splits_each_batch_and_resumes_in_one(avatar_faces, avatar_video, smoke_run, tmp_path):
