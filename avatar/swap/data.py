@@ -150,12 +150,15 @@ def count_frames(video: Path, max_frames: int | None = None) -> int:
     return sum(1 for _ in _decoded(video, max_frames))
 
 
-def _decoded(video: Path, max_frames: int | None) -> Iterator[tuple[int, av.VideoFrame]]:
+def _open_video(video: Path) -> av.container.InputContainer:
     try:
-        container = av.open(str(video))
+        return av.open(str(video))
     except (av.error.FFmpegError, OSError) as exc:
         raise SwapDataError(f"cannot open video {video}: {exc}") from None
-    with container:
+
+
+def _decoded(video: Path, max_frames: int | None) -> Iterator[tuple[int, av.VideoFrame]]:
+    with _open_video(video) as container:
         if not container.streams.video:
             raise SwapDataError(f"{video} holds no video stream")
         try:
@@ -168,11 +171,8 @@ def _decoded(video: Path, max_frames: int | None) -> Iterator[tuple[int, av.Vide
 
 
 def video_fps(video: Path) -> float:
-    try:
-        with av.open(str(video)) as container:
-            rate = container.streams.video[0].average_rate if container.streams.video else None
-    except (av.error.FFmpegError, OSError) as exc:
-        raise SwapDataError(f"cannot open video {video}: {exc}") from None
+    with _open_video(video) as container:
+        rate = container.streams.video[0].average_rate if container.streams.video else None
     return float(rate) if rate else 25.0
 
 
