@@ -189,14 +189,16 @@ def run_swap_training(options: SwapTrainOptions) -> Path:
     if options.minutes is not None and options.minutes <= 0:
         raise SwapTrainingError("--minutes must be positive")
     out = Path(options.out)
-    if options.resume and not list_checkpoints(out):
-        raise SwapTrainingError(f"--resume: {out} holds no checkpoint to resume from")
-    if not options.resume and list_checkpoints(out):
-        raise SwapTrainingError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    state = _load_run_state(out) if options.resume else None
-    preset = SwapPreset.from_dict(state["preset"]) if state else get_preset(options.preset)
     main_process = int(os.environ.get("RANK", "0")) == 0
+    # the folder's checkpoints are looked at under its lock: a training that ends (and unlocks) between a look
+    # and the lock would otherwise have its run started over, or resumed from a checkpoint it has since passed
     with exclusive_run_folder(out) if main_process else contextlib.nullcontext():
+        if options.resume and not list_checkpoints(out):
+            raise SwapTrainingError(f"--resume: {out} holds no checkpoint to resume from")
+        if not options.resume and list_checkpoints(out):
+            raise SwapTrainingError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        state = _load_run_state(out) if options.resume else None
+        preset = SwapPreset.from_dict(state["preset"]) if state else get_preset(options.preset)
         created_group = not torch.distributed.is_initialized()
         world = init_world(device)
         try:

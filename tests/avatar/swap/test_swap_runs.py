@@ -87,6 +87,16 @@ def test_a_second_run_into_a_used_folder_is_refused(smoke_run, avatar_faces, ava
             run_swap_training(SwapTrainOptions(avatar_faces, avatar_video, smoke_run, resume=True, progress=False))
 
 
+def test_checkpoints_are_looked_at_under_the_lock(avatar_faces, avatar_video, tmp_path):
+    # a training that has taken its folder but not yet written a checkpoint: "busy", not "nothing to resume"
+    # (the look and the lock in the other order let a run that ends in between be started over)
+    run = tmp_path / "run"
+    with exclusive_run_folder(run):
+        with pytest.raises(RunFolderBusy):
+            run_swap_training(SwapTrainOptions(avatar_faces, avatar_video, run, resume=True, progress=False))
+    assert not run.exists() or not any(p.name.startswith("checkpoint") for p in run.iterdir())
+
+
 def test_resume_refuses_other_faces_or_another_video_and_keeps_the_runs_scan(smoke_run, avatar_faces, avatar_video,
                                                                               tmp_path):
     run = tmp_path / "run"
