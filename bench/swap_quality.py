@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 import torch
 
+from avatar.files import image_files
 from avatar.swap.data import SCAN_FILE, read_frames
 from avatar.swap.merge import MergeOptions
 from avatar.swap.model import get_preset
@@ -115,14 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     wanted = (args.sets or ("" if args.run else "gan,random,monotone")).split(",")
+    real = [name for name in ("random", "monotone") if name in wanted]
     sets = {}
-    if {"random", "monotone"} & set(wanted):
-        sets = {name: path for name, path in real_face_sets(args.n, args.every, args.out).items() if name in wanted}
     if "gan" in wanted:
         if args.gan_faces is None:
             print("gan: no --gan-faces given (train a GAN and run `avatar synth sample RUN --n 1000`); skipped")
         else:
-            sets = {"gan": args.gan_faces, **sets}
+            count = len(image_files(args.gan_faces)) if args.gan_faces.is_dir() else 0
+            if real and count != args.n:       # the comparison is of sets of one size
+                parser.error(f"--gan-faces {args.gan_faces} holds {count} face images but --n is {args.n}: the "
+                             f"real sets must be as large as the GAN's; pass --n {count}")
+            sets["gan"] = args.gan_faces
+    if real:
+        sets.update((name, path) for name, path in real_face_sets(args.n, args.every, args.out).items()
+                    if name in real)
     print("reference embeddings: subject_A (every 10th frame), driving_B (every 10th frame)")
     subject = mean_embedding(f for i, f in enumerate(read_frames(SUBJECT)) if i % 10 == 0)
     driver = mean_embedding(f for i, f in enumerate(read_frames(DRIVING)) if i % 10 == 0)
