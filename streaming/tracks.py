@@ -109,7 +109,10 @@ class EncoderFrames:
         self._yuv = I420Frames(max_bytes)
 
     def frame(self, index: int, render: Callable[[int], np.ndarray]) -> VideoFrame:
-        return VideoFrame.from_ndarray(self._yuv.get(index, render), format="yuv420p")
+        """A VideoFrame over the cached YUV array itself (read-only; the encoders only read it): copying it
+        into a new frame, as `from_ndarray` does, took 0.4 ms a frame, more than the VP8 encode of a
+        talking frame."""
+        return VideoFrame.from_numpy_buffer(self._yuv.get(index, render), format="yuv420p")
 
 
 class AvatarAudioTrack(MediaStreamTrack):
