@@ -11,8 +11,10 @@ is digital silence. So:
   or doubles; aiortc starts one at every 10% move. It also packs frames encoded elsewhere (the shared idle
   stream, streaming/shared_idle.py) as they are, and its next own frame after those is a keyframe.
 - `OpusPackets`: the audio track encodes its own frames (mono, 48 kbit/s) and hands aiortc packets, which it
-  sends as they are. Sound goes out in 10 ms packets: a receiver's jitter buffer that waits for a fixed
-  number of packets (aiortc's waits for 4) then holds 40 ms of it, not 80. Once the encoder's output for
+  sends as they are. The encoder makes 10 ms frames. A run of sound starts in 10 ms packets: a receiver's
+  jitter buffer that waits for a fixed number of packets (aiortc's waits for 4) then holds 40 ms of it, not
+  80. The rest of the run goes two frames to a packet (RFC 6716 code 1 or 3), as 20 ms packets, WebRTC's
+  usual size: half the packets for the sender to send and encrypt and for each receiver to take. Once the encoder's output for
   silence has settled, silence goes out as DTX packets, without encoding anything: a TOC byte and no frame
   data (RFC 6716 section 3.2.1; the 1-2 byte packets libopus' own DTX sends), for 10 or 20 ms. A receiver
   decodes them as silence and knows the gaps around them for discontinuous transmission, not loss: Chromium
@@ -67,6 +69,7 @@ OPUS_OPTIONS = {                # libopus, through FFmpeg's option names
 OPUS_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)   # the session's audio clock (48 kHz, as Opus)
 OPUS_FRAME = SAMPLE_RATE // 100    # 10 ms: the samples of one encoded frame
 SILENCE_PACKET = 2 * OPUS_FRAME     # 20 ms: the samples of one packet of settled silence
+SOUND_PACKET = 2 * OPUS_FRAME       # 20 ms: the samples of a packet of sound once its run has started
 SILENT_FRAMES_TO_SETTLE = 16    # silent frames encoded after sound before the silence frame may be reused
 
 
@@ -135,7 +138,8 @@ def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> Packet:
 
 class OpusPackets:
     """48 kHz mono s16 samples in, Opus packets out, stamped with their first sample's time: 10 ms of sound
-    (OPUS_FRAME samples) encoded into one packet, or, once the encoder's silence has settled, 10 or 20 ms of
+    (OPUS_FRAME samples) encoded into one packet, 20 ms (`packets`) into one packet of two frames, or, once
+    the encoder's silence has settled, 10 or 20 ms of
     silence (SILENCE_PACKET samples, RFC 6716 code 1: two frames) as a DTX packet, without encoding."""
 
     def __init__(self) -> None:
@@ -188,6 +192,39 @@ class OpusPackets:
             self._silence = None
         self._last = data
         return _packet(data, n, OPUS_TIME_BASE)
+
+
+    def packets(self, samples: np.ndarray, n: int) -> list[Packet]:
+        """SOUND_PACKET samples from sample `n`, encoded as two 10 ms frames (each as `packet` would) in one
+        packet; in the two packets of the frames instead should they not go in one (`join_frames`)."""
+        if len(samples) != SOUND_PACKET:
+            raise ValueError(f"expected {SOUND_PACKET} samples (20 ms), got {len(samples)}")
+        first, second = self.packet(samples[:OPUS_FRAME], n), self.packet(samples[OPUS_FRAME:], n + OPUS_FRAME)
+        joined = join_frames(bytes(first), bytes(second))
+        return [first, second] if joined is None else [_packet(joined, n, OPUS_TIME_BASE)]
+
+
+def join_frames(first: bytes, second: bytes) -> bytes | None:
+    """Two one-frame Opus packets (RFC 6716 code 0) as one packet of both frames: code 1 when they are the
+    same size, else code 3 with their sizes (section 3.2); a frame may be empty (DTX). None when they do not
+    go in one packet: a packet other than code 0, or TOC bytes whose configuration (mode, bandwidth, frame
+    size) or channels differ, as all frames of a packet share its TOC byte."""
+    if not (first and second) or first[0] & 0b11 or first[0] != second[0]:
+        return None
+    a, b = first[1:], second[1:]
+    if len(a) == len(b):
+        return bytes([first[0] | 1]) + a + b
+    return bytes([first[0] | 3, 0x80 | 2]) + _frame_length(len(a)) + a + b    # VBR, two frames, no padding
+
+
+def _frame_length(size: int) -> bytes:
+    """RFC 6716 section 3.2.1: a frame's size in one byte (under 252) or two."""
+    if size < 252:
+        return bytes([size])
+    if size > 1275:
+        raise ValueError(f"an Opus frame holds at most 1275 bytes, got {size}")
+    low = 252 + (size & 3)
+    return bytes([low, (size - low) // 4])
 
 
 def send_only_ours(transceiver: RTCRtpTransceiver) -> None:

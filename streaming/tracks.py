@@ -24,7 +24,7 @@ from av.packet import Packet
 
 from avatar.render import I420Frames
 from avatar.types import FPS, SAMPLE_RATE
-from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, OpusPackets
+from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SOUND_PACKET, OpusPackets
 from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, Timeline
 
@@ -38,6 +38,7 @@ MAX_LAG = 0.25                                   # seconds behind schedule befor
 TRANSITION_FRAMES = FPS                          # frames a session takes at least to steer into the idle stream
 REJOIN_BACKOFF = 2 * FPS                         # frames before taking the stream again after a PLI, doubling
 MAX_REJOIN_BACKOFF = 16 * FPS                    # ... up to this (and forgotten after this long in the stream)
+SOUND_START_PACKETS = 8                          # 10 ms packets that start a run of sound (aiortc holds 4 or more)
 DTX_KEEPALIVE = SAMPLE_RATE * 2 // 5             # 400 ms: in paused silence, one packet this often (as libopus' DTX)
 RATE_WINDOW = 5                                  # seconds over which a video track reports its frame rate
 
@@ -117,7 +118,11 @@ class EncoderFrames:
 
 class AvatarAudioTrack(MediaStreamTrack):
     """Opus packets of 48 kHz mono speech: the placed utterance's samples, silence elsewhere. Sound goes in
-    10 ms packets, each sent when its first sample is due. Settled silence goes in 20 ms packets, each sent
+    packets sent when their first sample is due: a run of sound starts with SOUND_START_PACKETS 10 ms
+    packets (a receiver's jitter buffer that waits for a number of packets holds 10 ms ones, so the first
+    sound plays sooner), and goes on in 20 ms packets (half the packets to send, encrypt and receive). A
+    barge-in may so let up to 20 ms of a reply that has been handed out play. Settled silence goes in 20 ms
+    packets, each sent
     when its second half is due: so what has been handed out never reaches further ahead than a 10 ms packet
     would, and a reply is placed as early as with 10 ms packets only. When a 20 ms packet is due to start,
     the track first checks that no reply lies in it; if one does, the packet is 10 ms, sent at once.
@@ -144,12 +149,18 @@ class AvatarAudioTrack(MediaStreamTrack):
         self._on_encode = on_encode
         self._next = 0
         self._keepalive = 0                   # the sample from which a paused track sends its next packet
+        self._sound_run = 0                   # packets with sound in a row, up to the last one sent
+        self._queued: Packet | None = None    # the second frame of 20 ms that did not go in one packet
         self._placed: asyncio.Event | None = None
         self.pauses = 0                       # how many times the track paused in silence
 
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
+        if self._queued is not None:
+            packet, self._queued = self._queued, None
+            await self._clock.sleep_until(packet.pts / SAMPLE_RATE)
+            return packet
         n = self._next
         behind = self._clock.elapsed() - n / SAMPLE_RATE
         if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
@@ -162,10 +173,16 @@ class AvatarAudioTrack(MediaStreamTrack):
         if quiet:
             await self._clock.sleep_until((n + OPUS_FRAME) / SAMPLE_RATE)
         start = time.thread_time()
-        samples = self._timeline.audio(n, OPUS_FRAME, SILENCE_PACKET if quiet else None)
-        packet = self._opus.packet(samples, n)
+        if not quiet and self._sound_run >= SOUND_START_PACKETS:
+            samples = self._timeline.audio(n, SOUND_PACKET)
+            packet, *rest = self._opus.packets(samples, n)
+            self._queued = rest[0] if rest else None
+        else:
+            samples = self._timeline.audio(n, OPUS_FRAME, SILENCE_PACKET if quiet else None)
+            packet = self._opus.packet(samples, n)
         if self._on_encode is not None:
             self._on_encode(time.thread_time() - start)
+        self._sound_run = self._sound_run + 1 if samples.any() else 0
         self._next = n + len(samples)
         self._keepalive = n + DTX_KEEPALIVE
         return packet

@@ -18,9 +18,10 @@ from aiortc.codecs.vpx import vp8_depayload
 
 from avatar.types import SAMPLE_RATE, SAMPLES_PER_FRAME, AudioClip, Speech, Utterance
 from streaming.timeline import Timeline
-from streaming.tracks import DTX_KEEPALIVE, AvatarAudioTrack
+from streaming.tracks import DTX_KEEPALIVE, SOUND_START_PACKETS, AvatarAudioTrack
 from streaming_support import FakeClock
-from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, AvatarVp8Encoder, OpusPackets
+from streaming.codecs import (OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, SOUND_PACKET, AvatarVp8Encoder,
+                              OpusPackets, join_frames)
 
 CHUNK = SAMPLE_RATE // 50
 
@@ -129,8 +130,50 @@ def test_opus_refuses_a_long_packet_of_sound_or_of_unsettled_silence() -> None:
         opus.packet(np.zeros(3 * OPUS_FRAME, np.int16), 0)
 
 
+def test_twenty_ms_of_sound_goes_in_one_packet_that_decodes_as_its_two_frames() -> None:
+    audio = np.concatenate([speechlike(0.5), np.zeros(SOUND_PACKET, np.int16)])
+    joined, single = OpusPackets(), OpusPackets()
+    packets = [p for n in range(0, audio.size, SOUND_PACKET) for p in joined.packets(audio[n:n + SOUND_PACKET], n)]
+    frames = [single.packet(audio[n:n + OPUS_FRAME], n) for n in range(0, audio.size, OPUS_FRAME)]
+    assert [p.pts for p in packets] == list(range(0, audio.size, SOUND_PACKET))   # one packet per 20 ms here
+    assert [toc_samples(p) for p in packets] == [SOUND_PACKET] * len(packets)
+    codes = {bytes(p)[0] & 0b11 for p in packets}
+    assert 3 in codes                                    # frames of different sizes (VBR) ...
+    for k, packet in enumerate(packets):                 # ... hold the same bytes as the one-frame packets
+        a, b = bytes(frames[2 * k]), bytes(frames[2 * k + 1])
+        assert bytes(packet) == join_frames(a, b) and bytes(packet).endswith(a[1:] + b[1:])
+    assert np.array_equal(decode_opus(packets), decode_opus(frames))   # decoded sample for sample alike
+
+
+def test_frames_that_cannot_share_a_packet_are_not_joined() -> None:
+    toc = 0b11111000                                     # CELT fullband 10 ms, mono, code 0
+    assert join_frames(bytes([toc, 1, 2]), bytes([toc, 3, 4])) == bytes([toc | 1, 1, 2, 3, 4])
+    assert join_frames(bytes([toc, 1]), bytes([toc])) == bytes([toc | 3, 0x82, 1, 1])   # with an empty (DTX) frame
+    long = bytes([toc]) + bytes(300)
+    assert join_frames(long, bytes([toc, 9]))[:4] == bytes([toc | 3, 0x82, 252, 12])   # 300 = 252 + 4 * 12
+    assert join_frames(bytes([toc, 1]), bytes([toc & ~0b1000, 1])) is None         # another configuration
+    assert join_frames(bytes([toc, 1]), bytes([toc | 0b100, 1])) is None           # stereo
+    assert join_frames(bytes([toc | 1, 1, 1]), bytes([toc, 1])) is None            # not one frame
+    with pytest.raises(ValueError, match="960 samples"):
+        OpusPackets().packets(np.zeros(OPUS_FRAME, np.int16), 0)
+
+
 def toc_samples(packet) -> int:
-    return (2 if bytes(packet)[0] & 0b11 == 1 else 1) * OPUS_FRAME     # the TOC byte's frame count code
+    """The samples of an Opus packet of 10 ms frames, from its TOC byte's frame count code (RFC 6716 3.1)."""
+    data = bytes(packet)
+    code = data[0] & 0b11
+    return (data[1] & 0x3F if code == 3 else 2 if code else 1) * OPUS_FRAME
+
+
+def plays_whole(starts: list[int], sizes: dict[int, int], start: int, length: int) -> bool:
+    """Whether the packets from `start` on tile the `length` samples there: each sample sent once, in order,
+    the first SOUND_START_PACKETS packets of 10 ms and the rest of 20 ms (the last may be 10 ms)."""
+    spoken = [p for p in starts if start <= p < start + length]
+    tiled = spoken[0] == start and all(b == a + sizes[a] for a, b in zip(spoken, spoken[1:]))
+    ends = spoken[-1] + sizes[spoken[-1]] >= start + length
+    shape = ([sizes[p] for p in spoken[:SOUND_START_PACKETS]] == [OPUS_FRAME] * SOUND_START_PACKETS
+             and all(sizes[p] == SOUND_PACKET for p in spoken[SOUND_START_PACKETS:-1]))
+    return tiled and ends and shape
 
 
 def test_the_audio_track_sends_sound_when_due_settled_silence_late_and_pauses_in_silence() -> None:
@@ -144,7 +187,7 @@ def test_the_audio_track_sends_sound_when_due_settled_silence_late_and_pauses_in
         out = []
         for _ in range(count):
             packet = await track.recv()
-            out.append((packet.pts, clock.now, toc_samples(packet)))
+            out.append((packet.pts, clock.now, toc_samples(packet), packet.size))
         return out
 
     async def scenario() -> tuple[list, list, object, float]:
@@ -154,20 +197,19 @@ def test_the_audio_track_sends_sound_when_due_settled_silence_late_and_pauses_in
         return before, await take(60), placement, placed_at
     before, after, placement, placed_at = asyncio.run(scenario())
     sent = before + after
-    starts = [pts for pts, _, _ in sent]
-    sizes = {pts: size for pts, _, size in sent}
+    starts = [pts for pts, _, _, _ in sent]
+    sizes = {pts: size for pts, _, size, _ in sent}
     assert starts == sorted(starts) and all(a + sizes[a] <= b for a, b in zip(starts, starts[1:]))   # no overlap
     gaps = [(a, b) for a, b in zip(starts, starts[1:]) if a + sizes[a] < b]
     assert len(gaps) > 10 and all(b - a == DTX_KEEPALIVE for a, b in gaps)   # paused: a packet every 400 ms
     assert track.pauses >= len(gaps)
-    for pts, when, _ in sent:                            # 10 ms packets when due, 20 ms ones 10 ms later
-        assert when == pytest.approx((pts + (OPUS_FRAME if sizes[pts] == SILENCE_PACKET else 0)) / SAMPLE_RATE)
-    assert any(sizes[pts] == SILENCE_PACKET for pts, _, _ in before)
+    for pts, when, size, nbytes in sent:                 # sound when due, 20 ms of (DTX) silence 10 ms later
+        silence = size == SILENCE_PACKET and nbytes == 1
+        assert when == pytest.approx((pts + (OPUS_FRAME if silence else 0)) / SAMPLE_RATE)
+    assert any(sizes[pts] == SILENCE_PACKET for pts, _, _, _ in before)
     start = placement.start_sample
-    spoken = [p for p in starts if start <= p < start + samples.size]
-    assert spoken[0] == start and all(sizes[p] == OPUS_FRAME for p in spoken)
-    assert spoken == list(range(start, start + samples.size, OPUS_FRAME))   # every sample of the reply, once
-    first = next(when for pts, when, _ in sent if pts == start)
+    assert plays_whole(starts, sizes, start, samples.size)  # every sample of the reply, once, 10 then 20 ms
+    first = next(when for pts, when, _, _ in sent if pts == start)
     assert first == pytest.approx(start / SAMPLE_RATE)   # the reply's first packet leaves when it is due
     assert start / SAMPLE_RATE - placed_at <= OPUS_FRAME / SAMPLE_RATE + 1e-9   # after at most a packet's wait
 
@@ -202,8 +244,7 @@ def test_a_paused_audio_track_wakes_for_a_reply_placed_from_another_thread() -> 
     resumed = starts[next(i for i, (pts, size) in enumerate(sent) if pts > paused_at * SAMPLE_RATE - size)]
     assert resumed <= start < resumed + 2 * OPUS_FRAME        # went on with the packet due, or the reply's first
     assert start >= round(paused_at * SAMPLE_RATE)            # the reply does not start in the past
-    assert [p for p in starts if p >= start][:samples.size // OPUS_FRAME] == list(
-        range(start, start + samples.size, OPUS_FRAME))       # and plays whole
+    assert plays_whole(starts, dict(sent), start, samples.size)   # and plays whole
 
 
 def moving_frames(count: int, size: int = 512) -> list[np.ndarray]:
