@@ -14,8 +14,8 @@ is digital silence. So:
   sends as they are. The encoder makes 10 ms frames. A run of sound starts in 10 ms packets: a receiver's
   jitter buffer that waits for a fixed number of packets (aiortc's waits for 4) then holds 40 ms of it, not
   80. The rest of the run goes two frames to a packet (RFC 6716 code 1 or 3), as 20 ms packets, WebRTC's
-  usual size: half the packets for the sender to send and encrypt and for each receiver to take. Once the encoder's output for
-  silence has settled, silence goes out as DTX packets, without encoding anything: a TOC byte and no frame
+  usual size: half the packets for the sender to send and encrypt and for each receiver to take. Once the
+  encoder's output for silence has settled, silence goes out as DTX packets, without encoding anything: a TOC byte and no frame
   data (RFC 6716 section 3.2.1; the 1-2 byte packets libopus' own DTX sends), for 10 or 20 ms. A receiver
   decodes them as silence and knows the gaps around them for discontinuous transmission, not loss: Chromium
   concealed 95% of an idle session's samples as lost when these were the encoder's 3-byte silent frames and
