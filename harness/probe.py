@@ -25,7 +25,7 @@ class Received:
 
     video_times: list[float] = field(default_factory=list)
     video_sizes: list[tuple[int, int]] = field(default_factory=list)
-    video_luma: list[float] = field(default_factory=list)             # mean brightness of each frame
+    video_luma: list[float] = field(default_factory=list)             # mean brightness of each frame (every 4th pixel)
     video_crops: list[np.ndarray] = field(default_factory=list)       # luma of the watched box, per frame
     audio: list[tuple[float, float]] = field(default_factory=list)    # (arrival time, RMS)
     # every audio RTP packet as it reaches the socket, before aiortc's jitter buffer: (time, payload bytes)
@@ -179,7 +179,7 @@ class AvatarProbe:
                 self.received.video_times.append(time.monotonic())
                 self.received.video_sizes.append((frame.width, frame.height))
                 luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)[:, :frame.width]
-                self.received.video_luma.append(float(luma.mean()))
+                self.received.video_luma.append(float(luma[::4, ::4].mean()))   # 1/16 of the pixels: 0.1 ms less
                 if self.watch_box is not None:
                     x0, y0, x1, y1 = self.watch_box
                     self.received.video_crops.append(luma[y0:y1, x0:x1].copy())
