@@ -10,13 +10,14 @@ packetising, SRTP and RTCP, and the event loop. It also prints the share of the 
 stream, and the busiest thread pools' CPU (avatar_thread_cpu_seconds): "media-loop" is the event loop that runs
 aiortc's Python. --no-shared-idle measures the service with every frame encoded per session.
 Usage: .venv/bin/python bench/sessions.py [--max 16] [--step 1] [--seconds 10] [--idle] [--avatar default|BUNDLE]
-       [--no-shared-idle]
+       [--no-shared-idle] [--instances 1]
 (--step 4: 1, 4, 8, 12, 16 sessions)
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -36,16 +37,40 @@ STAGES = ("render", "encode_video", "encode_shared", "encode_audio")
 WARM_UP = 4.0     # seconds after the last client connects: sessions join the shared idle stream within ~2 s
 
 
-async def stage_seconds(url: str) -> tuple[dict[str, float], dict[str, float], tuple[dict, dict]]:
+class Fleet:
+    """The instances of the service under test (`--instances`): clients go to them in turn, and their CPU,
+    stage times and counts are summed (a session's id names its instance, so ids never collide)."""
+
+    def __init__(self, services: list[ServiceProcess]) -> None:
+        self.services = services
+
+    def url(self, i: int) -> str:
+        return self.services[i % len(self.services)].url
+
+    def cpu_seconds(self) -> float:
+        return sum(svc.cpu_seconds() for svc in self.services)
+
+    def session_ends(self) -> list[dict]:
+        return [record for svc in self.services for record in svc.session_ends()]
+
+
+async def stage_seconds(fleet: Fleet) -> tuple[dict[str, float], dict[str, float], tuple[dict, dict]]:
     """The service's CPU seconds so far per media stage (the avatar_frame_seconds histogram's sums) and per
     thread pool (avatar_thread_cpu_seconds), and each session's frames sent so far: all, and from the shared
-    idle stream."""
+    idle stream; summed over the instances."""
+    stages: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+    threads: dict[str, float] = {}
+    frames: tuple[dict, dict] = ({}, {})
     async with httpx.AsyncClient(timeout=10) as http:
-        values = metric_values((await http.get(f"{url}/metrics")).text)
-    frames = (by_session(values, "avatar_session_frames_total"),
-              by_session(values, "avatar_session_frames_shared_total"))
-    return ({stage: value(values, "avatar_frame_seconds_sum", stage=stage) for stage in STAGES},
-            by_label(values, "avatar_thread_cpu_seconds_total", "pool"), frames)
+        for svc in fleet.services:
+            values = metric_values((await http.get(f"{svc.url}/metrics")).text)
+            frames[0].update(by_session(values, "avatar_session_frames_total"))
+            frames[1].update(by_session(values, "avatar_session_frames_shared_total"))
+            for stage in STAGES:
+                stages[stage] += value(values, "avatar_frame_seconds_sum", stage=stage)
+            for pool, seconds in by_label(values, "avatar_thread_cpu_seconds_total", "pool").items():
+                threads[pool] = threads.get(pool, 0.0) + seconds
+    return stages, threads, frames
 
 
 def shared_share(before: tuple[dict, dict], after: tuple[dict, dict]) -> float:
@@ -56,20 +81,20 @@ def shared_share(before: tuple[dict, dict], after: tuple[dict, dict]) -> float:
     return sum(after[1][s] - before[1][s] for s in live) / frames if frames else float("nan")
 
 
-async def run_level(svc: ServiceProcess, n: int, seconds: float, talk: bool) -> dict:
-    probes = [AvatarProbe(svc.url) for _ in range(n)]
+async def run_level(svc: Fleet, n: int, seconds: float, talk: bool) -> dict:
+    probes = [AvatarProbe(svc.url(i)) for i in range(n)]
     try:
         for probe in probes:
             await probe.connect()
             await probe.wait_for_media()
         await asyncio.sleep(WARM_UP)
-        stages0, threads0, frames0 = await stage_seconds(svc.url)
+        stages0, threads0, frames0 = await stage_seconds(svc)
         start, cpu0, own0 = time.monotonic(), svc.cpu_seconds(), time.process_time()
         for i, probe in enumerate(probes if talk else ()):           # staggered speech during the window
             asyncio.get_running_loop().call_later(0.5 + i * 0.7, probe.say, "What is AI?")
         await asyncio.sleep(seconds)
         end, cpu1, own1 = time.monotonic(), svc.cpu_seconds(), time.process_time()
-        stages1, threads1, frames1 = await stage_seconds(svc.url)
+        stages1, threads1, frames1 = await stage_seconds(svc)
         fps = [p.received.video_fps(start, end) for p in probes]
         size = probes[0].received.video_sizes[-1]
         return {"n": n, "fps": fps, "server_cpu": (cpu1 - cpu0) / (end - start),
@@ -83,7 +108,7 @@ async def run_level(svc: ServiceProcess, n: int, seconds: float, talk: bool) -> 
             await probe.close()
 
 
-async def late_share(svc: ServiceProcess, ids: set[str], wait: float = 10.0) -> float:
+async def late_share(svc: Fleet, ids: set[str], wait: float = 10.0) -> float:
     """Share of these sessions' frames the server handed to the encoder late (from its end-of-session log)."""
     deadline = time.monotonic() + wait
     while True:
@@ -95,7 +120,7 @@ async def late_share(svc: ServiceProcess, ids: set[str], wait: float = 10.0) -> 
     return sum(record["frames_late"] for record in ended) / frames if frames else float("nan")
 
 
-async def sweep(svc: ServiceProcess, max_n: int, step: int, seconds: float, talk: bool) -> list[dict]:
+async def sweep(svc: Fleet, max_n: int, step: int, seconds: float, talk: bool) -> list[dict]:
     results = []
     for n in sorted({1, *range(step, max_n + 1, step)}):
         result = await run_level(svc, n, seconds, talk)
@@ -126,15 +151,23 @@ def main() -> None:
     parser.add_argument("--idle", action="store_true", help="the clients never talk: idle (listening) sessions only")
     parser.add_argument("--avatar", default="default", help="'default' or an avatar bundle made by `avatar build`")
     parser.add_argument("--no-shared-idle", action="store_true", help="every frame encoded per session")
+    parser.add_argument("--instances", type=int, default=1, help="service processes (`avatar serve` each, "
+                        "as several instances behind a sticky load balancer); the clients go to them in turn")
     args = parser.parse_args()
+    if args.instances < 1:
+        parser.error("--instances must be 1 or more")
     print(f"machine: {os.cpu_count()} CPU cores (shared with other users: figures vary with their load)")
     print(f"avatar: {args.avatar}")
     os.environ.setdefault("AVATAR_MAX_LATE_SHARE", "1")   # measure past the point where new sessions get 503
     os.environ["AVATAR_CLIENT_LIMITS"] = "false"          # every client here is 127.0.0.1
     os.environ["AVATAR_SHARED_IDLE"] = "false" if args.no_shared_idle else "true"
     print(f"shared idle stream: {'off' if args.no_shared_idle else 'on'}")
-    with service(max_sessions=args.max + 1, avatar=args.avatar) as svc, loopback_only():
-        results = asyncio.run(sweep(svc, args.max, args.step, args.seconds, not args.idle))
+    print(f"instances: {args.instances}")
+    with contextlib.ExitStack() as stack:
+        fleet = Fleet([stack.enter_context(service(max_sessions=args.max + 1, avatar=args.avatar))
+                       for _ in range(args.instances)])
+        stack.enter_context(loopback_only())
+        results = asyncio.run(sweep(fleet, args.max, args.step, args.seconds, not args.idle))
     held = [r["n"] for r in results if min(r["fps"]) >= HOLD_FPS]
     one = results[0]
     print(f"\none session: {one['fps'][0]:.1f} fps, {one['server_cpu'] * 100:.1f}% of one core (target <= 6%)")
