@@ -15,11 +15,11 @@ is digital silence. So:
   jitter buffer that waits for a fixed number of packets (aiortc's waits for 4) then holds 40 ms of it, not
   80. The rest of the run goes two frames to a packet (RFC 6716 code 1 or 3), as 20 ms packets, WebRTC's
   usual size: half the packets for the sender to send and encrypt and for each receiver to take. Once the
-  encoder's output for silence has settled, silence goes out as DTX packets, without encoding anything: a TOC byte and no frame
-  data (RFC 6716 section 3.2.1; the 1-2 byte packets libopus' own DTX sends), for 10 or 20 ms. A receiver
-  decodes them as silence and knows the gaps around them for discontinuous transmission, not loss: Chromium
-  concealed 95% of an idle session's samples as lost when these were the encoder's 3-byte silent frames and
-  the track paused between them (streaming/tracks.py).
+  encoder's output for silence has settled, silence goes out as DTX packets, without encoding anything: a
+  TOC byte and no frame data (RFC 6716 section 3.2.1; the 1-2 byte packets libopus' own DTX sends), for 10
+  or 20 ms. A receiver decodes them as silence and knows the gaps around them for discontinuous
+  transmission, not loss: Chromium concealed 95% of an idle session's samples as lost when these were the
+  encoder's 3-byte silent frames and the track paused between them (streaming/tracks.py).
 
 Both codecs are the ones every WebRTC browser must support (RFC 7742, RFC 7874), and the only ones the
 service negotiates on the transceivers that carry its tracks: `send_only_ours` keeps the others out of the
@@ -139,8 +139,8 @@ def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> Packet:
 class OpusPackets:
     """48 kHz mono s16 samples in, Opus packets out, stamped with their first sample's time: 10 ms of sound
     (OPUS_FRAME samples) encoded into one packet, 20 ms (`packets`) into one packet of two frames, or, once
-    the encoder's silence has settled, 10 or 20 ms of
-    silence (SILENCE_PACKET samples, RFC 6716 code 1: two frames) as a DTX packet, without encoding."""
+    the encoder's silence has settled, 10 or 20 ms of silence (SILENCE_PACKET samples, RFC 6716 code 1: two
+    frames) as a DTX packet, without encoding."""
 
     def __init__(self) -> None:
         self._codec = av.CodecContext.create("libopus", "w")
@@ -192,7 +192,6 @@ class OpusPackets:
             self._silence = None
         self._last = data
         return _packet(data, n, OPUS_TIME_BASE)
-
 
     def packets(self, samples: np.ndarray, n: int) -> list[Packet]:
         """SOUND_PACKET samples from sample `n`, encoded as two 10 ms frames (each as `packet` would) in one

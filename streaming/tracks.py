@@ -122,10 +122,10 @@ class AvatarAudioTrack(MediaStreamTrack):
     packets (a receiver's jitter buffer that waits for a number of packets holds 10 ms ones, so the first
     sound plays sooner), and goes on in 20 ms packets (half the packets to send, encrypt and receive). A
     barge-in may so let up to 20 ms of a reply that has been handed out play. Settled silence goes in 20 ms
-    packets, each sent
-    when its second half is due: so what has been handed out never reaches further ahead than a 10 ms packet
-    would, and a reply is placed as early as with 10 ms packets only. When a 20 ms packet is due to start,
-    the track first checks that no reply lies in it; if one does, the packet is 10 ms, sent at once.
+    packets, each sent when its second half is due: so what has been handed out never reaches further ahead
+    than a 10 ms packet would, and a reply is placed as early as with 10 ms packets only. When a 20 ms packet
+    of silence is due to start, the track first checks that no reply lies in it; if one does, the packet is
+    10 ms, sent at once.
 
     While the silence is settled and no reply is placed, the track pauses (discontinuous transmission, RFC 7587
     section 3.1.3): it sends one 20 ms packet of silence every 400 ms and nothing else, so an idle session's
