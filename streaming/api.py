@@ -16,7 +16,7 @@ from avatar.types import BUILT_IN_NAME
 
 from streaming.alerts import ESCALATIONS, respond
 from streaming.clients import TooManyRequests, UnknownConversation
-from streaming.codecs import AvatarVp8Encoder, send_only_ours, use_encoder
+from streaming.codecs import AvatarVp8Encoder, send_only_ours, take_keyframe_request, use_encoder
 from streaming.shared_idle import viewer_can_take
 from streaming.offers import BadOffer, check_offer
 from streaming.peer import advertise_max_message_size, guard_channel_messages
@@ -137,7 +137,10 @@ async def open_session(services: Services, offer: Offer, client: str, kinds: set
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 send_only_ours(transceiver)
                 if track.kind == "video":
-                    use_encoder(transceiver.sender, AvatarVp8Encoder())
+                    encoder, sender = AvatarVp8Encoder(), transceiver.sender
+                    use_encoder(sender, encoder)
+                    session.video.encode_with(encoder, lambda sender=sender: take_keyframe_request(sender),
+                                              services.metrics.frame_seconds.labels("encode_video").observe)
                     if services.shared_idle is not None:
                         session.video.may_share = viewer_can_take(transceiver.sender)
     except Exception:

@@ -80,6 +80,7 @@ class AvatarVp8Encoder(Vp8Encoder):
         super().__init__()
         self.codecs_made = 0     # how many times a codec (and so a keyframe) was started
         self._foreign = False    # the last frame packed was encoded elsewhere
+        self._own: Packet | None = None   # the last packet encode_packet made
 
     def _needs_codec(self, frame: VideoFrame) -> bool:
         codec = self.codec
@@ -94,6 +95,11 @@ class AvatarVp8Encoder(Vp8Encoder):
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         """One frame to RTP payloads and the RTP timestamp (aiortc calls this on a worker thread)."""
+        return super().pack(self.encode_packet(frame, force_keyframe))
+
+    def encode_packet(self, frame: Frame, force_keyframe: bool = False) -> Packet:
+        """One frame to its VP8 packet, for `pack` to send as the sender's own (the video track encodes its
+        frames itself, on the thread that renders them: see streaming/tracks.py)."""
         assert isinstance(frame, VideoFrame)
         if frame.format.name != "yuv420p":
             frame = frame.reformat(format="yuv420p")
@@ -102,12 +108,14 @@ class AvatarVp8Encoder(Vp8Encoder):
         if force_keyframe or self._foreign:   # after packets encoded elsewhere our references are not the peer's
             frame.pict_type = av.video.frame.PictureType.I
             self._foreign = False
-        data = vp8_encode(self.codec, frame)
-        return super().pack(_packet(data, frame.pts, frame.time_base))
+        self._own = _packet(vp8_encode(self.codec, frame), frame.pts, frame.time_base)
+        return self._own
 
     def pack(self, packet: Packet) -> tuple[list[bytes], int]:
-        """A frame encoded elsewhere (the shared idle stream) to RTP payloads, as it is."""
-        self._foreign = True
+        """A packet from `encode_packet`, or a frame encoded elsewhere (the shared idle stream), to RTP
+        payloads, as it is."""
+        if packet is not self._own:
+            self._foreign = True
         return super().pack(packet)
 
 
@@ -243,6 +251,15 @@ def keyframe_asked(sender: RTCRtpSender) -> bool:
     its encoder at the next frame it encodes itself, and never for frames packed as they are (aiortc 1.16
     keeps this in the private `__force_keyframe`; see use_encoder)."""
     return bool(getattr(sender, PLI_FLAG, False))
+
+
+def take_keyframe_request(sender: RTCRtpSender) -> bool:
+    """`keyframe_asked(sender)`, and the request taken: for frames the track encodes itself, which aiortc
+    only packs and so never clears the request for (call it on the event loop, where aiortc sets it)."""
+    asked = keyframe_asked(sender)
+    if asked:
+        setattr(sender, PLI_FLAG, False)
+    return asked
 
 
 def use_encoder(sender: RTCRtpSender, encoder: Encoder) -> None:

@@ -57,7 +57,8 @@ class ServiceMetrics:
 
     def observe_encode(self, fn: Callable, args: tuple, seconds: float) -> None:
         """For the media loop's executor: the CPU time of the jobs that encode a video frame (aiortc runs its
-        encoders there; the audio track encodes its own frames and reports them as "encode_audio")."""
+        encoders there for tracks that hand it frames; the service's video tracks encode their own on the
+        render pool and report the same stage themselves, its audio tracks as "encode_audio")."""
         if args and isinstance(args[0], VideoFrame):
             self.frame_seconds.labels("encode_video").observe(seconds)
 

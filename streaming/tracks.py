@@ -24,7 +24,7 @@ from av.packet import Packet
 
 from avatar.render import I420Frames
 from avatar.types import FPS, SAMPLE_RATE
-from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SOUND_PACKET, OpusPackets
+from streaming.codecs import OPUS_FRAME, SILENCE_PACKET, SOUND_PACKET, AvatarVp8Encoder, OpusPackets
 from streaming.guarded import GuardedPerformer
 from streaming.timeline import HOLD, Timeline
 
@@ -250,6 +250,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.frames_sent = 0       # frames handed to the encoder
         self.frames_skipped = 0    # frames never sent because rendering fell more than MAX_LAG behind
         self.frames_late = 0       # frames handed over more than one frame interval after they were due
+        self._encoder: AvatarVp8Encoder | None = None     # see encode_with
+        self._keyframe_requests: Callable[[], bool] = lambda: False
+        self._on_encode: Callable[[float], None] | None = None
 
     def _make_frame(self, k: int) -> VideoFrame | Packet:
         """Worker thread: decide what frame k shows, render it and convert it for the encoder (or take the
@@ -351,7 +354,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         return k, self._timeline.generation, loop.run_in_executor(self._executor, self._make_frame, k)
 
-    async def recv(self) -> VideoFrame:
+    async def recv(self) -> VideoFrame | Packet:
         if self.readyState != "live":
             raise MediaStreamError
         k = self._next
@@ -363,7 +366,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         if ahead is None or ahead[0] != k or ahead[1] != self._timeline.generation:
             ahead = self._submit(k)  # nothing usable rendered ahead (start, skip or barge-in)
         frame = await ahead[2]
-        self._ahead = self._submit(k + 1)
+        encode_here = self._encoder is not None and isinstance(frame, VideoFrame)
+        if not encode_here:              # else frame k + 1 is rendered in the job that encodes frame k
+            self._ahead = self._submit(k + 1)
         await self._clock.sleep_until(k / FPS)
         decided, committed = ahead[1], False
         for _ in range(3):  # an utterance placed on frame k (or a barge-in) since it was decided, or a stream
@@ -391,7 +396,39 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.frames_late += late
         if self._load is not None:
             self._load.record(late)
+        if self._encoder is not None and isinstance(frame, VideoFrame):
+            return await self._encode(k, frame, render_next=encode_here)
+        if encode_here:                  # decided again, into a frame of the stream: k + 1 is not on its way yet
+            self._ahead = self._submit(k + 1)
         return frame
+
+    def encode_with(self, encoder: AvatarVp8Encoder, keyframe_requests: Callable[[], bool],
+                    on_encode: Callable[[float], None] | None = None) -> None:
+        """Encode this track's own frames here, with `encoder` (the sender's, which packs what `recv` returns),
+        each with the next frame's render in one job of the render pool: one hand-off to a worker thread a
+        frame (about 0.14 ms of CPU each), where aiortc would add a second to encode it on its own executor.
+        `keyframe_requests()` takes the viewer's request for a keyframe (a PLI), if any; `on_encode(seconds)`
+        is told the CPU time of each encode (for the metrics). Call before the first frame."""
+        self._encoder, self._keyframe_requests, self._on_encode = encoder, keyframe_requests, on_encode
+
+    async def _encode(self, k: int, frame: VideoFrame, render_next: bool) -> Packet:
+        """Frame k through the encoder (a keyframe if the viewer asked for one), and, if `render_next`, frame
+        k + 1 decided and rendered ahead in the same job; returns frame k's packet."""
+        assert self._encoder is not None
+        encoder, force, generation = self._encoder, self._keyframe_requests(), self._timeline.generation
+
+        def job() -> tuple[Packet, VideoFrame | Packet | None]:
+            start = time.thread_time()
+            packet = encoder.encode_packet(frame, force)
+            if self._on_encode is not None:
+                self._on_encode(time.thread_time() - start)
+            return packet, self._make_frame(k + 1) if render_next else None
+        packet, ahead = await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        if render_next:
+            rendered = asyncio.get_running_loop().create_future()
+            rendered.set_result(ahead)
+            self._ahead = (k + 1, generation, rendered)
+        return packet
 
     def stop(self) -> None:
         if self._ahead is not None:

@@ -114,7 +114,8 @@ class MediaLoop:
 
     HTTP traffic runs on the server's loop: a burst of requests there makes one loop iteration last
     hundreds of milliseconds, and every frame needs a few iterations. On their own loop the frames wait at
-    most for the interpreter to switch threads. aiortc encodes frames on this loop's default executor.
+    most for the interpreter to switch threads. aiortc encodes the frames a track hands it on this loop's
+    default executor (the service's video tracks encode their own: streaming/tracks.py).
     """
 
     def __init__(self, encoder_workers: int, observe: Callable[[Callable, tuple, float], None] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fractions
 
 import asyncio
+import types
 
 import av
 import numpy as np
@@ -21,7 +22,7 @@ from streaming.timeline import Timeline
 from streaming.tracks import DTX_KEEPALIVE, SOUND_START_PACKETS, AvatarAudioTrack
 from streaming_support import FakeClock
 from streaming.codecs import (OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, SOUND_PACKET, AvatarVp8Encoder,
-                              OpusPackets, join_frames)
+                              PLI_FLAG, OpusPackets, join_frames, keyframe_asked, take_keyframe_request)
 
 CHUNK = SAMPLE_RATE // 50
 
@@ -299,3 +300,9 @@ def test_vp8_keyframes_when_asked_and_a_new_codec_only_when_the_bitrate_falls_by
     assert len(errors) == len(source)
     psnr = 10 * np.log10(255 ** 2 / np.mean(errors))
     assert psnr > 38, psnr
+
+
+def test_a_keyframe_request_is_taken_once() -> None:
+    sender = types.SimpleNamespace(**{PLI_FLAG: True})      # as aiortc's sender after a PLI
+    assert keyframe_asked(sender) and take_keyframe_request(sender)
+    assert not keyframe_asked(sender) and not take_keyframe_request(sender)

@@ -106,7 +106,10 @@ def reply(first_frame: int, frames: int) -> Utterance:
                      np.arange(first_frame, first_frame + frames))
 
 
-def test_a_session_sends_its_own_frames_and_the_streams_and_every_switch_decodes_cleanly() -> None:
+@pytest.mark.parametrize("encoded_by", ["track", "sender"])
+def test_a_session_sends_its_own_frames_and_the_streams_and_every_switch_decodes_cleanly(encoded_by: str) -> None:
+    """The service's tracks encode their own frames (`encode_with`); without an encoder a track hands them to
+    the sender (aiortc) to encode, as any track."""
     clock = FakeClock()
     timeline = Timeline(clock.elapsed)
     stream = SharedIdle(TexturedPerformer(), EncoderFrames(), clock=lambda: clock.now)
@@ -115,19 +118,26 @@ def test_a_session_sends_its_own_frames_and_the_streams_and_every_switch_decodes
     pli = [False]                                         # the viewer asks for a keyframe
     track.may_share = lambda: not pli[0]
     encoder, decoder = AvatarVp8Encoder(), av.CodecContext.create("libvpx", "r")
+    if encoded_by == "track":
+        def take_request() -> bool:                       # as codecs.take_keyframe_request: asked, and taken
+            asked, pli[0] = pli[0], False
+            return asked
+        track.encode_with(encoder, take_request)
     reference = TexturedPerformer()
     sent: list[tuple[bool, bool, int, float]] = []      # (from the stream, keyframe, driving frame, PSNR)
 
     async def take(count: int) -> None:
         for _ in range(count):
+            shared_before = track.frames_shared
             frame = await track.recv()
             if isinstance(frame, Packet):
                 payloads, _ = encoder.pack(frame)
             else:
+                assert encoded_by == "sender"
                 payloads, _ = encoder.encode(frame)
             data = b"".join(vp8_depayload(p) for p in payloads)
             index, score = best_match(decode(decoder, data), reference, range(120))
-            sent.append((isinstance(frame, Packet), not data[0] & 1, index, score))
+            sent.append((track.frames_shared > shared_before, not data[0] & 1, index, score))
 
     async def scenario() -> None:
         await take(3 * FPS)                               # listening: steers into the stream and joins it
