@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from av import VideoFrame
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -54,13 +53,6 @@ class ServiceMetrics:
 
     def offer(self, status: int) -> None:
         self.offers.labels(OFFER_OUTCOMES.get(status, f"http_{status}")).inc()
-
-    def observe_encode(self, fn: Callable, args: tuple, seconds: float) -> None:
-        """For the media loop's executor: the CPU time of the jobs that encode a video frame (aiortc runs its
-        encoders there for tracks that hand it frames; the service's video tracks encode their own on the
-        render pool and report the same stage themselves, its audio tracks as "encode_audio")."""
-        if args and isinstance(args[0], VideoFrame):
-            self.frame_seconds.labels("encode_video").observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

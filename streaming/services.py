@@ -28,7 +28,7 @@ class Services:
     engine: Engine
     responder: Responder
     sessions: SessionRegistry
-    render_pool: ThreadPoolExecutor       # rendering and frame conversion, shared by all sessions
+    render_pool: ThreadPoolExecutor       # rendering, frame conversion and VP8 encodes, shared by all sessions
     frames: EncoderFrames                 # converted frames per driving frame, shared by all sessions
     shared_idle: SharedIdle | None        # the idle stream, encoded once for every listening session
     media: MediaLoop                      # the event loop the peer connections and sessions live on
@@ -62,8 +62,7 @@ class Services:
             render_pool=ThreadPoolExecutor(max_workers=4, thread_name_prefix="render"),
             frames=frames,
             shared_idle=shared_idle,
-            media=MediaLoop(encoder_workers=2 * settings.max_sessions + 4,   # a thread per track
-                            observe=metrics.observe_encode),
+            media=MediaLoop(),
             workers=workers,
             limits=ClientLimits(settings.offers_per_minute, settings.chats_per_minute, settings.max_tracked_clients,
                                 enabled=settings.client_limits),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -87,41 +86,18 @@ class Workers:
         self.speech.shutdown()
 
 
-class TimedExecutor(ThreadPoolExecutor):
-    """A thread pool that tells `observe(fn, args, seconds)` the CPU time each job took on its thread (None: it
-    does not time). CPU time, not wall time: on a busy machine a job also waits for a core."""
-
-    def __init__(self, observe: Callable[[Callable, tuple, float], None] | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._observe = observe
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        observe = self._observe
-        if observe is None:
-            return super().submit(fn, *args, **kwargs)
-
-        def timed() -> T:
-            start = time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                observe(fn, args, time.thread_time() - start)
-        return super().submit(timed)
-
-
 class MediaLoop:
     """An event loop on its own thread for the peer connections, their tracks and conversations.
 
     HTTP traffic runs on the server's loop: a burst of requests there makes one loop iteration last
     hundreds of milliseconds, and every frame needs a few iterations. On their own loop the frames wait at
     most for the interpreter to switch threads. aiortc encodes the frames a track hands it on this loop's
-    default executor (the service's video tracks encode their own: streaming/tracks.py).
+    default executor; the service's video tracks encode their own (streaming/tracks.py), so it idles there.
     """
 
-    def __init__(self, encoder_workers: int, observe: Callable[[Callable, tuple, float], None] | None = None) -> None:
-        """`observe(fn, args, seconds)` is told the CPU time of each job of the default executor (the encodes)."""
+    def __init__(self, encoder_workers: int = 2) -> None:
         self.loop = asyncio.new_event_loop()
-        self._encoders = TimedExecutor(observe, max_workers=encoder_workers, thread_name_prefix="media")
+        self._encoders = ThreadPoolExecutor(max_workers=encoder_workers, thread_name_prefix="media")
         self.loop.set_default_executor(self._encoders)
         self._thread = threading.Thread(target=self.loop.run_forever, name="media-loop", daemon=True)
         self._thread.start()
