@@ -25,7 +25,7 @@ class Received:
 
     video_times: list[float] = field(default_factory=list)
     video_sizes: list[tuple[int, int]] = field(default_factory=list)
-    video_luma: list[float] = field(default_factory=list)             # mean brightness of each frame (every 4th pixel)
+    video_luma: list[float] = field(default_factory=list)             # mean brightness (every 4th pixel) a frame
     video_crops: list[np.ndarray] = field(default_factory=list)       # luma of the watched box, per frame
     audio: list[tuple[float, float]] = field(default_factory=list)    # (arrival time, RMS)
     # every audio RTP packet as it reaches the socket, before aiortc's jitter buffer: (time, payload bytes)

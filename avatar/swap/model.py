@@ -78,10 +78,10 @@ PRESETS = {
     "smoke": SwapPreset("smoke", resolution=32, e_dims=8, ae_dims=32, d_dims=8, d_mask_dims=4, batch_size=4,
                         iters=20, checkpoint_every=10, preview_minutes=0.5, log_every=5),
     # 2 CPU cores, about two hours. 64 px because its src faces come from the GAN's cpu64 preset (64 px), and
-    # cpu128 costs 3-4 times as much a step for a little more likeness per step (README). Widths 24/128/24: bench/swap_speed.py measured 2.0 steps/s
-    # of 8 + 8 faces (476 ms a step at 54% of the fp32 matmul peak, 14 ms to make a batch) on 2 cores, so
-    # 14k steps take about two hours. 32/128/32 took 650 ms a step, and bfloat16 autocast 11 s (no fast CPU
-    # kernels for its pixel shuffles), so fp32 at 24 channels.
+    # cpu128 costs 3-4 times as much a step for a little more likeness per step (README). Widths 24/128/24:
+    # bench/swap_speed.py measured 2.0 steps/s of 8 + 8 faces (476 ms a step at 54% of the fp32 matmul peak,
+    # 14 ms to make a batch) on 2 cores, so 14k steps take about two hours. 32/128/32 took 650 ms a step, and
+    # bfloat16 autocast 11 s (no fast CPU kernels for its pixel shuffles), so fp32 at 24 channels.
     "cpu64": SwapPreset("cpu64", resolution=64, e_dims=24, ae_dims=128, d_dims=24, d_mask_dims=8,
                         batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500, preview_minutes=5.0),
     # cpu64 in DFL's LIAE design (measured against DF by bench/swap_quality.py --preset cpu64-liae).
