@@ -142,7 +142,7 @@ async def open_session(services: Services, offer: Offer, client: str, kinds: set
                     session.video.encode_with(encoder, lambda sender=sender: take_keyframe_request(sender),
                                               services.metrics.frame_seconds.labels("encode_video").observe)
                     if services.shared_idle is not None:
-                        session.video.may_share = viewer_can_take(transceiver.sender)
+                        session.video.may_share = viewer_can_take(sender)
     except Exception:
         await session.close()
         raise
