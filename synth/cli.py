@@ -40,11 +40,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from synth.sample import SampleOptions, image_grid, sample_run
 
-    options = SampleOptions(n=args.n, oversample=args.oversample, psi=args.psi, seed=args.seed)
+    options = SampleOptions(n=args.n, oversample=args.oversample, psi=args.psi, seed=args.seed, nearest=args.nearest)
     selection = sample_run(args.run, args.out, options, real=args.real, device=args.device, progress=not args.quiet)
     counts = selection.counts
     print(f"{counts['kept']} faces written to {args.out} (of {counts['candidates']} candidates: "
-          f"{counts['no_face']} no face, {counts['not_matching']} not the subject, {counts['matching']} matching)")
+          f"{counts['no_face']} no face, {counts['not_matching']} not the subject, {counts['matching']} matching, "
+          f"chosen from the {counts['nearest']} nearest the subject)")
     if args.grid and selection.images:
         PIL.Image.fromarray(image_grid(selection.images[:64])).save(args.grid)
         print(f"grid of the first {min(64, len(selection.images))} faces: {args.grid}")
@@ -113,6 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--psi", type=float, default=1.0, help="truncation psi (default 1.0: no truncation)")
     p.add_argument("--oversample", type=float, default=4.0, help="candidates per face kept (default 4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nearest", type=float, default=1.0, metavar="SHARE",
+                   help="choose for variety among this share of the matching faces, those nearest the subject "
+                        "(default 1: all of them)")
     p.add_argument("--real", type=Path, default=None, metavar="DATASET",
                    help="the subject's dataset (default: the one the run was trained on)")
     p.add_argument("--grid", type=Path, default=None, help="also save a PNG grid of the first 64 faces here")

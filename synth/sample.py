@@ -1,6 +1,6 @@
-"""`synth sample`: generate several times more faces than asked, drop non-faces and other people, keep the most
-varied N (farthest-point sampling on the landmark expression descriptor joined with the face embedding, equally
-weighted), write PNGs plus metadata.json.
+"""`synth sample`: generate several times more faces than asked, drop non-faces and other people, optionally keep
+only the share of them nearest to the subject, keep the most varied N of those (farthest-point sampling on the
+landmark expression descriptor joined with the face embedding, equally weighted), write PNGs plus metadata.json.
 
 Candidates are judged with the metrics' own face_recognition pipeline (small images enlarged to 256 px) against
 the subject's reference embedding, the median embedding of the real dataset.
@@ -36,10 +36,13 @@ class SampleOptions:
     seed: int = 0                  # candidate i uses z from seed + i
     batch: int = 32
     tolerance: float = TOLERANCE   # embedding distance up to which a face is the subject
+    nearest: float = 1.0           # of the faces within tolerance, the share nearest the subject that variety picks from
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.oversample < 1:
             raise SampleError(f"need n >= 1 and oversample >= 1, got n={self.n}, oversample={self.oversample}")
+        if not 0 < self.nearest <= 1:
+            raise SampleError(f"nearest is a share of the matching faces, above 0 and at most 1; got {self.nearest}")
         if not 0 <= self.psi <= 2:
             raise SampleError(f"truncation psi must be between 0 (the average face) and 1 (no truncation), or up "
                               f"to 2 to extrapolate; got {self.psi}")
@@ -58,12 +61,17 @@ class Selection:
     landmarks: list[np.ndarray] = field(default_factory=list)  # float32 [68, 2]
     embeddings: list[np.ndarray] = field(default_factory=list)  # float64 [128]
     distances: list[float] = field(default_factory=list)       # to the subject's reference embedding
-    counts: dict[str, int] = field(default_factory=dict)       # candidates, no_face, not_matching, matching, kept
+    counts: dict[str, int] = field(default_factory=dict)  # candidates, no_face, not_matching, matching, nearest, kept
 
 
 def select_varied(candidates: Iterable[np.ndarray], reference: np.ndarray, n: int, tolerance: float = TOLERANCE,
-                  total: int | None = None, progress: bool = True) -> Selection:
-    """Keep up to n candidate images [H, W, 3] that show the subject, chosen for variety of expression and look."""
+                  total: int | None = None, progress: bool = True, nearest: float = 1.0) -> Selection:
+    """Keep up to n candidate images [H, W, 3] that show the subject, chosen for variety of expression and look
+    among the `nearest` share of them closest to the subject (never fewer than n of them, where there are).
+
+    Variety spreads the faces' embeddings too, so it favours the ones farthest from the subject that still
+    pass; a swap trained on them learns a face that is less the subject's. `nearest` below 1 trades some of
+    that variety for likeness."""
     passed = Selection()
     counts = dict(candidates=0, no_face=0, not_matching=0, matching=0, kept=0)
     for index, image in enumerate(tqdm(candidates, total=total, desc="candidates", unit="img", disable=not progress)):
@@ -82,8 +90,11 @@ def select_varied(candidates: Iterable[np.ndarray], reference: np.ndarray, n: in
         passed.landmarks.append(face.landmarks)
         passed.embeddings.append(face.embedding)
         passed.distances.append(distance)
-    order = (farthest_point_sampling(variety_descriptor(np.stack(passed.landmarks), np.stack(passed.embeddings)), n)
-             if passed.images else [])
+    pool = np.argsort(passed.distances, kind="stable")[:max(n, math.ceil(nearest * len(passed.distances)))]
+    counts["nearest"] = len(pool)
+    order = (pool[farthest_point_sampling(variety_descriptor(np.stack(passed.landmarks)[pool],
+                                                             np.stack(passed.embeddings)[pool]), n)].tolist()
+             if len(pool) else [])
     counts["kept"] = len(order)
     pick = lambda items: [items[i] for i in order]  # noqa: E731
     return Selection(pick(passed.images), pick(passed.indices), pick(passed.landmarks), pick(passed.embeddings),
@@ -167,9 +178,11 @@ def sample_run(run_dir: Path, out: Path, options: SampleOptions = SampleOptions(
         raise SampleError(f"{out} already holds a sampled face set; choose another --out")
     reference = subject_reference(real, progress)
     candidates = gan_candidates(run_dir, options.candidates, options.psi, options.seed, device, options.batch)
-    selection = select_varied(candidates, reference, options.n, options.tolerance, options.candidates, progress)
+    selection = select_varied(candidates, reference, options.n, options.tolerance, options.candidates, progress,
+                              options.nearest)
     write_faces(selection, out, {"run": str(run_dir), "real": str(real), "psi": options.psi, "seed": options.seed,
-                                 "oversample": options.oversample, "requested": options.n})
+                                 "oversample": options.oversample, "nearest": options.nearest,
+                                 "requested": options.n})
     return selection
 
 

@@ -77,7 +77,8 @@ def candidates(subject_dataset, subject_scan):
 def test_selection_drops_non_faces_and_someone_else_and_keeps_varied_faces(candidates):
     mixed, faces, reference = candidates
     sel = select_varied(iter(mixed), reference, n=8, progress=False)
-    assert sel.counts == {"candidates": 28, "no_face": 3, "not_matching": 1, "matching": 24, "kept": 8}
+    assert sel.counts == {"candidates": 28, "no_face": 3, "not_matching": 1, "matching": 24, "nearest": 24,
+                          "kept": 8}
     assert len(sel.images) == 8 and len(set(sel.indices)) == 8
     subject_ids = {id(f) for f in faces}
     assert all(id(mixed[i]) in subject_ids for i in sel.indices)
@@ -86,6 +87,21 @@ def test_selection_drops_non_faces_and_someone_else_and_keeps_varied_faces(candi
     first = select_varied(iter(faces[:8]), reference, n=8, progress=False)
     baseline = expression_descriptor(np.stack(first.landmarks))
     assert pdist(chosen).mean() > pdist(baseline).mean()
+
+
+def test_nearest_share_chooses_among_the_faces_nearest_the_subject(candidates):
+    mixed, _, reference = candidates
+    every = select_varied(iter(mixed), reference, n=24, progress=False)           # all 24 matching faces
+    cut = sorted(every.distances)[11]                                              # the 12th nearest
+    near = select_varied(iter(mixed), reference, n=8, progress=False, nearest=0.5)
+    assert near.counts["nearest"] == 12 and near.counts["kept"] == 8
+    assert max(near.distances) <= cut
+    spread = select_varied(iter(mixed), reference, n=8, progress=False)
+    assert max(spread.distances) > cut               # variety alone reaches beyond the nearest half
+    assert np.mean(near.distances) < np.mean(spread.distances)
+    assert select_varied(iter(mixed), reference, n=20, progress=False, nearest=0.1).counts["nearest"] == 20
+    with pytest.raises(SampleError, match="nearest"):
+        SampleOptions(nearest=0)
 
 
 def test_selection_keeps_all_when_too_few_pass(candidates):
