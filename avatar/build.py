@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from avatar.build_check import BuildError, check_driving, check_subject, consent_record, source_record
-from avatar.build_presets import BuildPreset, get_preset
+from avatar.build_presets import BuildPreset, get_preset, typical_minutes
 from avatar.files import file_sha256, write_json_atomic
 
 DONE_FILE = "done.json"
@@ -91,8 +91,9 @@ def _check_inputs(options: BuildOptions) -> None:
 class _Stages:
     """Runs named stages in order, each once: a stage with a done.json is kept and its result read back."""
 
-    def __init__(self, work: Path, names: list[str], preset: BuildPreset, say: Callable[[str], None]):
-        self.work, self.names, self.preset, self.say = work, names, preset, say
+    def __init__(self, work: Path, names: list[str], preset: BuildPreset, device: str, say: Callable[[str], None]):
+        self.work, self.names, self.say = work, names, say
+        self.typical, self.typical_on = typical_minutes(preset, device)
         self.started = time.monotonic()
 
     def run(self, name: str, body: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
@@ -101,9 +102,9 @@ class _Stages:
         if done.is_file():
             self.say(f"[{k}/{len(self.names)}] {name}: finished in an earlier run, kept")
             return json.loads(done.read_text())
-        left = sum(self.preset.typical.get(s, 0) for s in self.names[k - 1:])
-        self.say(f"[{k}/{len(self.names)}] {name} (typically {self.preset.typical.get(name, 0):g} min; about "
-                 f"{left:g} min left in all on {self.preset.typical_on}; {self._elapsed()} so far)")
+        left = sum(self.typical.get(s, 0) for s in self.names[k - 1:])
+        self.say(f"[{k}/{len(self.names)}] {name} (typically {self.typical.get(name, 0):g} min; about "
+                 f"{left:g} min left in all on {self.typical_on}; {self._elapsed()} so far)")
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         result = body(folder)
@@ -172,7 +173,7 @@ def build(options: BuildOptions, say: Callable[[str], None] = print) -> dict[str
     device = check_device(options.device)
     _claim_work(work, _inputs(options))
     say(f"building avatar {options.name!r} in {len(names)} stages: {', '.join(names)}; work folder {work}")
-    stages = _Stages(work, names, preset, say)
+    stages = _Stages(work, names, preset, device, say)
 
     def check(folder: Path) -> dict[str, Any]:
         subject, subject_report = check_subject(tuple(options.subject))

@@ -19,6 +19,7 @@ class BuildPreset:
     swap_iters: int | None    # None: the swap preset's length
     typical: dict[str, float] = field(default_factory=dict)
     typical_on: str = "2 CPU cores"
+    without_bf16: dict[str, float] = field(default_factory=dict)  # typical minutes where a CPU lacks bfloat16 units
     quality_frames: int = 150  # baked frames measured for the quality report (face detection and embedding each)
 
 
@@ -28,11 +29,22 @@ PRESETS = {
                           "quality": 0.5, "bundle": 0.2}, quality_frames=60),
     "cpu": BuildPreset("cpu", 64, 2, "cpu64", 1000, "cpu64", None,
                        {"check": 2, "prepare": 6, "gan": 65, "sample": 5, "swap": 120, "bake": 2, "quality": 1,
-                        "bundle": 1}),
+                        "bundle": 1}, typical_on="2 CPU cores with bfloat16 units (AMX)",
+                       without_bf16={"gan": 170}),   # fp32: 12 img/s on 2 AMD EPYC cores, 2026-12-01
     "gpu": BuildPreset("gpu", 256, 1, "paper256", 1000, "gpu256", None,
                        {"check": 2, "prepare": 15, "gan": 280, "sample": 3, "swap": 100, "bake": 2, "quality": 1,
                         "bundle": 1}, typical_on="one H200 GPU (GAN and swap; the rest on its CPU)"),
 }
+
+
+def typical_minutes(preset: BuildPreset, device: str) -> tuple[dict[str, float], str]:
+    """Each stage's typical minutes on `device`, and the machine they were measured on."""
+    if preset.without_bf16 and device == "cpu":
+        from synth.presets import native_bf16
+
+        if not native_bf16(device):
+            return {**preset.typical, **preset.without_bf16}, "2 CPU cores without bfloat16 units"
+    return preset.typical, preset.typical_on
 
 
 def get_preset(name: str) -> BuildPreset:

@@ -217,3 +217,18 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
 
     bundle, clip = load_bundle(out)
     assert out.is_dir() and len(clip) == 150 and bundle.manifest["build"]["swap_run"] == str(run)
+
+
+def test_the_cpu_estimate_says_whether_the_cpu_has_bfloat16_units(monkeypatch):
+    import synth.presets
+    from avatar.build_presets import get_preset, typical_minutes
+
+    cpu = get_preset("cpu")
+    monkeypatch.setattr(synth.presets, "native_bf16", lambda device: True)
+    minutes, on = typical_minutes(cpu, "cpu")
+    assert minutes == cpu.typical and "AMX" in on
+    monkeypatch.setattr(synth.presets, "native_bf16", lambda device: False)
+    minutes, on = typical_minutes(cpu, "cpu")
+    assert minutes["gan"] > 2 * cpu.typical["gan"] and minutes["swap"] == cpu.typical["swap"]
+    assert "without bfloat16" in on
+    assert typical_minutes(get_preset("gpu"), "cuda") == (get_preset("gpu").typical, get_preset("gpu").typical_on)
