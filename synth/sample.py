@@ -36,7 +36,7 @@ class SampleOptions:
     seed: int = 0                  # candidate i uses z from seed + i
     batch: int = 32
     tolerance: float = TOLERANCE   # embedding distance up to which a face is the subject
-    nearest: float = 1.0           # of the faces within tolerance, the share nearest the subject that variety picks from
+    nearest: float = 1.0           # the share of the matching faces, nearest the subject, that variety picks from
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.oversample < 1:
