@@ -11,13 +11,14 @@ is digital silence. So:
   or doubles; aiortc starts one at every 10% move. It also packs frames encoded elsewhere (the shared idle
   stream, streaming/shared_idle.py) as they are, and its next own frame after those is a keyframe.
 - `OpusPackets`: the audio track encodes its own frames (mono, 48 kbit/s) and hands aiortc packets, which it
-  sends as they are. The encoder makes 10 ms frames. A run of sound starts in 10 ms packets: a receiver's
-  jitter buffer that waits for a fixed number of packets (aiortc's waits for 4) then holds 40 ms of it, not
-  80. The rest of the run goes two frames to a packet (RFC 6716 code 1 or 3), as 20 ms packets, WebRTC's
-  usual size: half the packets for the sender to send and encrypt and for each receiver to take. Once the
-  encoder's output for silence has settled, silence goes out as DTX packets, without encoding anything: a
-  TOC byte and no frame data (RFC 6716 section 3.2.1; the 1-2 byte packets libopus' own DTX sends), for 10
-  or 20 ms. A receiver decodes them as silence and knows the gaps around them for discontinuous
+  sends as they are. One libopus encoder (`LibOpus`, called directly) makes frames of 10 or 20 ms, a packet
+  each. A run of sound starts in 10 ms frames: a receiver's jitter buffer that waits for a fixed number of
+  packets (aiortc's waits for 4) then holds 40 ms of it, not 80. The rest of the run goes in 20 ms frames,
+  WebRTC's usual size: half the packets for the sender to send and encrypt and for each receiver to take,
+  and half the encoder's CPU of 10 ms frames through PyAV. Once the encoder's output for silence has
+  settled, silence goes out as DTX packets, without encoding anything: a TOC byte and no frame data (RFC
+  6716 section 3.2.1; the 1-2 byte packets libopus' own DTX sends), for 10 ms, or for 20 ms as two empty
+  frames (code 1). A receiver decodes them as silence and knows the gaps around them for discontinuous
   transmission, not loss: Chromium concealed 95% of an idle session's samples as lost when these were the
   encoder's 3-byte silent frames and the track paused between them (streaming/tracks.py).
 
@@ -27,14 +28,19 @@ answer. (A further m-line of a kind gets a receive-only transceiver from aiortc 
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fractions
+import functools
+import weakref
+from pathlib import Path
 
 import av
 import numpy as np
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from av import AudioFrame, VideoFrame
+from av import VideoFrame
 from av.frame import Frame
 from av.packet import Packet
 
@@ -58,18 +64,14 @@ BITRATE_DOWN = 0.75             # a new codec when the target bitrate falls belo
 BITRATE_UP = 2.0                # or rises above this multiple (aiortc: either way by 10%)
 
 OPUS_BITRATE = 48_000           # mono speech
-OPUS_OPTIONS = {                # libopus, through FFmpeg's option names
-    # CELT only: 2.5 ms of look-ahead (6.5 ms in the voip mode), half the CPU, and digital silence settles
-    # into 3-byte frames (in the voip mode, 10 ms frames of silence after speech stay 33-byte hybrid frames)
-    # (CELT has no in-band FEC, SILK's loss protection: lost packets are concealed, not recovered)
-    "application": "lowdelay",
-    "vbr": "constrained",       # near the bit rate (unconstrained CELT took 84 kbit/s of speech)
-    "frame_duration": "10",     # ms: OPUS_FRAME
-}
+# libopus' application "restricted low delay": CELT only, 2.5 ms of look-ahead (6.5 ms in the voip mode), half
+# the CPU, and digital silence settles into 3-byte frames (in the voip mode, 10 ms frames of silence after
+# speech stay 33-byte hybrid frames). CELT has no in-band FEC, SILK's loss protection: lost packets are
+# concealed, not recovered. Constrained VBR keeps near the bit rate (unconstrained CELT took 84 kbit/s).
 OPUS_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)   # the session's audio clock (48 kHz, as Opus)
-OPUS_FRAME = SAMPLE_RATE // 100    # 10 ms: the samples of one encoded frame
+OPUS_FRAME = SAMPLE_RATE // 100    # 10 ms: the samples of a frame that starts a run of sound, or of silence
 SILENCE_PACKET = 2 * OPUS_FRAME     # 20 ms: the samples of one packet of settled silence
-SOUND_PACKET = 2 * OPUS_FRAME       # 20 ms: the samples of a packet of sound once its run has started
+SOUND_PACKET = 2 * OPUS_FRAME       # 20 ms: the samples of a frame of sound once its run has started
 SILENT_FRAMES_TO_SETTLE = 16    # silent frames encoded after sound before the silence frame may be reused
 
 
@@ -144,20 +146,63 @@ def _packet(data: bytes, pts: int, time_base: fractions.Fraction) -> Packet:
     return packet
 
 
+class LibOpus:
+    """A libopus encoder, 48 kHz mono, called directly (ctypes): the libopus that PyAV ships (pinned), or else
+    the system's. One encoder takes frames of any size Opus allows, each call its own size, with its state
+    carried across; FFmpeg's libopus encoder (PyAV's) fixes one frame size when it opens. So a run of sound
+    can start in 10 ms frames and go on in 20 ms ones from the same encoder. Encoding a 20 ms frame costs
+    about 60% of two 10 ms ones (measured here: 75 against 129 us per 10 ms of speech), and a call here
+    skips PyAV's frame and packet objects (about 40 us a call on this machine)."""
+
+    RESTRICTED_LOWDELAY = 2051      # OPUS_APPLICATION_RESTRICTED_LOWDELAY
+    SET_BITRATE, SET_VBR, SET_VBR_CONSTRAINT = 4002, 4006, 4020    # OPUS_SET_*_REQUEST
+    MAX_PACKET = 1275 * 3 + 7       # the largest packet libopus makes (RFC 6716 section 3.4)
+
+    def __init__(self, bitrate: int = OPUS_BITRATE) -> None:
+        lib = _libopus()
+        error = ctypes.c_int()
+        state = lib.opus_encoder_create(SAMPLE_RATE, 1, self.RESTRICTED_LOWDELAY, ctypes.byref(error))
+        if not state or error.value:
+            raise RuntimeError(f"libopus could not create an encoder (error {error.value})")
+        self._finalizer = weakref.finalize(self, lib.opus_encoder_destroy, state)
+        for request, value in ((self.SET_BITRATE, bitrate), (self.SET_VBR, 1), (self.SET_VBR_CONSTRAINT, 1)):
+            if lib.opus_encoder_ctl(state, request, ctypes.c_int(value)) != 0:
+                raise RuntimeError(f"libopus refused the encoder setting {request} = {value}")
+        self._lib, self._state = lib, state
+        self._out = ctypes.create_string_buffer(self.MAX_PACKET)
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        """One Opus packet (code 0: one frame) of `samples` (int16; 2.5, 5, 10 or 20 ms for CELT)."""
+        pcm = np.ascontiguousarray(samples, np.int16)
+        size = self._lib.opus_encode(self._state, pcm.ctypes.data, len(pcm), self._out, self.MAX_PACKET)
+        if size < 0:
+            raise RuntimeError(f"libopus could not encode {len(pcm)} samples (error {size})")
+        return self._out.raw[:size]
+
+
+@functools.cache
+def _libopus() -> ctypes.CDLL:
+    shipped = sorted((Path(av.__file__).resolve().parent.parent / "av.libs").glob("libopus*.so*"))
+    path = str(shipped[0]) if shipped else ctypes.util.find_library("opus")
+    if path is None:
+        raise RuntimeError("no libopus found: neither in PyAV's wheel (av.libs/) nor on the system (libopus0)")
+    lib = ctypes.CDLL(path)
+    lib.opus_encoder_create.restype = ctypes.c_void_p
+    lib.opus_encoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
+    lib.opus_encoder_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int]     # variadic: the value follows
+    lib.opus_encode.restype = ctypes.c_int32
+    lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int32]
+    return lib
+
+
 class OpusPackets:
-    """48 kHz mono s16 samples in, Opus packets out, stamped with their first sample's time: 10 ms of sound
-    (OPUS_FRAME samples) encoded into one packet, 20 ms (`packets`) into one packet of two frames, or, once
-    the encoder's silence has settled, 10 or 20 ms of silence (SILENCE_PACKET samples, RFC 6716 code 1: two
-    frames) as a DTX packet, without encoding."""
+    """48 kHz mono s16 samples in, Opus packets of one frame out, stamped with their first sample's time: 10 ms
+    (OPUS_FRAME samples) or 20 ms (SOUND_PACKET) encoded, or, once the encoder's silence has settled, 10 or 20
+    ms of silence (SILENCE_PACKET samples, RFC 6716 code 1: two frames) as a DTX packet, without encoding."""
 
     def __init__(self) -> None:
-        self._codec = av.CodecContext.create("libopus", "w")
-        self._codec.bit_rate = OPUS_BITRATE
-        self._codec.format = "s16"
-        self._codec.layout = "mono"
-        self._codec.sample_rate = SAMPLE_RATE
-        self._codec.time_base = OPUS_TIME_BASE
-        self._codec.options = OPUS_OPTIONS
+        self._encoder = LibOpus()
         self._silent_run = 0                # silent frames encoded since the last sound
         self._last = b""                    # the last packet encoded
         self._silence: bytes | None = None  # once settled: the DTX packet for a 10 ms silent frame
@@ -170,68 +215,26 @@ class OpusPackets:
         return self._silence is not None
 
     def packet(self, samples: np.ndarray, n: int) -> Packet:
-        """The packet for `samples` (int16: OPUS_FRAME samples, or SILENCE_PACKET silent ones when
+        """The packet for `samples` (int16: OPUS_FRAME or SOUND_PACKET samples; silent ones go as DTX once
         `silence_settled`) starting at sample `n` of the session."""
-        if len(samples) == SILENCE_PACKET:
-            if samples.any() or self._silence is None:
-                raise ValueError("a 20 ms packet is only for settled silence")
-            return _packet(self._silence_twice, n, OPUS_TIME_BASE)
-        if len(samples) != OPUS_FRAME:
-            raise ValueError(f"expected {OPUS_FRAME} samples (10 ms), got {len(samples)}")
+        if len(samples) not in (OPUS_FRAME, SOUND_PACKET):
+            raise ValueError(f"expected {OPUS_FRAME} or {SOUND_PACKET} samples (10 or 20 ms), got {len(samples)}")
         silent = not samples.any()
         if silent and self._silence is not None:
-            return _packet(self._silence, n, OPUS_TIME_BASE)
-        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = n
-        frame.time_base = OPUS_TIME_BASE
-        packets = self._codec.encode(frame)
-        if len(packets) != 1:     # libopus has no frame delay: one packet per frame
-            raise RuntimeError(f"the Opus encoder returned {len(packets)} packets for one frame")
+            return _packet(self._silence if len(samples) == OPUS_FRAME else self._silence_twice, n, OPUS_TIME_BASE)
+        data = self._encoder.encode(samples)
         self.encoded += 1
-        data = bytes(packets[0])
         self._silent_run = self._silent_run + 1 if silent else 0
-        # settled: enough silent frames, the encoder's output has stopped changing, and it is one frame (code 0:
-        # its TOC byte, the mode and frame size, is then what the DTX packets carry)
-        if silent and self._silent_run >= SILENT_FRAMES_TO_SETTLE and data == self._last and not data[0] & 0b11:
+        # settled: enough silent frames, the encoder's output for 10 ms of silence has stopped changing (its TOC
+        # byte, the mode and frame size, is then what the DTX packets carry)
+        if (silent and len(samples) == OPUS_FRAME and self._silent_run >= SILENT_FRAMES_TO_SETTLE
+                and data == self._last):
             self._silence = bytes([data[0]])                      # the TOC byte alone: a frame of no data
             self._silence_twice = bytes([data[0] | 1])            # RFC 6716 code 1: two equal frames, of none
         elif not silent:
             self._silence = None
         self._last = data
         return _packet(data, n, OPUS_TIME_BASE)
-
-    def packets(self, samples: np.ndarray, n: int) -> list[Packet]:
-        """SOUND_PACKET samples from sample `n`, encoded as two 10 ms frames (each as `packet` would) in one
-        packet; in the two packets of the frames instead should they not go in one (`join_frames`)."""
-        if len(samples) != SOUND_PACKET:
-            raise ValueError(f"expected {SOUND_PACKET} samples (20 ms), got {len(samples)}")
-        first, second = self.packet(samples[:OPUS_FRAME], n), self.packet(samples[OPUS_FRAME:], n + OPUS_FRAME)
-        joined = join_frames(bytes(first), bytes(second))
-        return [first, second] if joined is None else [_packet(joined, n, OPUS_TIME_BASE)]
-
-
-def join_frames(first: bytes, second: bytes) -> bytes | None:
-    """Two one-frame Opus packets (RFC 6716 code 0) as one packet of both frames: code 1 when they are the
-    same size, else code 3 with their sizes (section 3.2); a frame may be empty (DTX). None when they do not
-    go in one packet: a packet other than code 0, or TOC bytes whose configuration (mode, bandwidth, frame
-    size) or channels differ, as all frames of a packet share its TOC byte."""
-    if not (first and second) or first[0] & 0b11 or first[0] != second[0]:
-        return None
-    a, b = first[1:], second[1:]
-    if len(a) == len(b):
-        return bytes([first[0] | 1]) + a + b
-    return bytes([first[0] | 3, 0x80 | 2]) + _frame_length(len(a)) + a + b    # VBR, two frames, no padding
-
-
-def _frame_length(size: int) -> bytes:
-    """RFC 6716 section 3.2.1: a frame's size in one byte (under 252) or two."""
-    if size < 252:
-        return bytes([size])
-    if size > 1275:
-        raise ValueError(f"an Opus frame holds at most 1275 bytes, got {size}")
-    low = 252 + (size & 3)
-    return bytes([low, (size - low) // 4])
 
 
 def send_only_ours(transceiver: RTCRtpTransceiver) -> None:

@@ -150,17 +150,12 @@ class AvatarAudioTrack(MediaStreamTrack):
         self._next = 0
         self._keepalive = 0                   # the sample from which a paused track sends its next packet
         self._sound_run = 0                   # packets with sound in a row, up to the last one sent
-        self._queued: Packet | None = None    # the second frame of 20 ms that did not go in one packet
         self._placed: asyncio.Event | None = None
         self.pauses = 0                       # how many times the track paused in silence
 
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._queued is not None:
-            packet, self._queued = self._queued, None
-            await self._clock.sleep_until(packet.pts / SAMPLE_RATE)
-            return packet
         n = self._next
         behind = self._clock.elapsed() - n / SAMPLE_RATE
         if behind > MAX_LAG:  # the loop stalled: resume at the present rather than burst the backlog
@@ -175,11 +170,9 @@ class AvatarAudioTrack(MediaStreamTrack):
         start = time.thread_time()
         if not quiet and self._sound_run >= SOUND_START_PACKETS:
             samples = self._timeline.audio(n, SOUND_PACKET)
-            packet, *rest = self._opus.packets(samples, n)
-            self._queued = rest[0] if rest else None
         else:
             samples = self._timeline.audio(n, OPUS_FRAME, SILENCE_PACKET if quiet else None)
-            packet = self._opus.packet(samples, n)
+        packet = self._opus.packet(samples, n)
         if self._on_encode is not None:
             self._on_encode(time.thread_time() - start)
         self._sound_run = self._sound_run + 1 if samples.any() else 0

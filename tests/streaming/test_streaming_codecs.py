@@ -1,9 +1,10 @@
 """The service's own encoders (streaming/codecs.py): what they send decodes to what went in.
 
-Opus: sound in 10 ms packets; settled silence in 20 ms DTX packets (the TOC byte of the very frame the encoder
-would have made, no data), one every 400 ms while the track pauses; speech after a reused silence comes through as well as when
-every frame is encoded. VP8: keyframes when asked, a new codec only
-when the bitrate falls by a quarter or doubles, and frames that decode close to the source.
+Opus: sound in 10 ms packets, then 20 ms ones, from one encoder; settled silence in 20 ms DTX packets (the
+TOC byte of the very frame the encoder would have made, no data), one every 400 ms while the track pauses;
+speech after a reused silence comes through as well as when every frame is encoded. VP8: keyframes when
+asked, a new codec only when the bitrate falls by a quarter or doubles, and frames that decode close to the
+source.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from streaming.timeline import Timeline
 from streaming.tracks import DTX_KEEPALIVE, SOUND_START_PACKETS, AvatarAudioTrack
 from streaming_support import FakeClock
 from streaming.codecs import (OPUS_FRAME, SILENCE_PACKET, SILENT_FRAMES_TO_SETTLE, SOUND_PACKET, AvatarVp8Encoder,
-                              PLI_FLAG, OpusPackets, join_frames, keyframe_asked, take_keyframe_request)
+                              PLI_FLAG, LibOpus, OpusPackets, keyframe_asked, take_keyframe_request)
 
 CHUNK = SAMPLE_RATE // 50
 
@@ -123,47 +124,56 @@ def test_opus_reuses_the_settled_silence_frame_and_speech_after_it_decodes_as_we
     assert np.abs(quiet).max() < 50                                              # silence stays silent
 
 
-def test_opus_refuses_a_long_packet_of_sound_or_of_unsettled_silence() -> None:
+def test_opus_refuses_a_packet_of_another_length() -> None:
     opus = OpusPackets()
-    with pytest.raises(ValueError, match="settled silence"):
-        opus.packet(np.zeros(SILENCE_PACKET, np.int16), 0)
-    with pytest.raises(ValueError, match="480 samples"):
-        opus.packet(np.zeros(3 * OPUS_FRAME, np.int16), 0)
+    for size in (3 * OPUS_FRAME, OPUS_FRAME // 2, 0):
+        with pytest.raises(ValueError, match="480 or 960 samples"):
+            opus.packet(np.zeros(size, np.int16), 0)
 
 
-def test_twenty_ms_of_sound_goes_in_one_packet_that_decodes_as_its_two_frames() -> None:
-    audio = np.concatenate([speechlike(0.5), np.zeros(SOUND_PACKET, np.int16)])
-    joined, single = OpusPackets(), OpusPackets()
-    packets = [p for n in range(0, audio.size, SOUND_PACKET) for p in joined.packets(audio[n:n + SOUND_PACKET], n)]
-    frames = [single.packet(audio[n:n + OPUS_FRAME], n) for n in range(0, audio.size, OPUS_FRAME)]
-    assert [p.pts for p in packets] == list(range(0, audio.size, SOUND_PACKET))   # one packet per 20 ms here
-    assert [toc_samples(p) for p in packets] == [SOUND_PACKET] * len(packets)
-    codes = {bytes(p)[0] & 0b11 for p in packets}
-    assert 3 in codes                                    # frames of different sizes (VBR) ...
-    for k, packet in enumerate(packets):                 # ... hold the same bytes as the one-frame packets
-        a, b = bytes(frames[2 * k]), bytes(frames[2 * k + 1])
-        assert bytes(packet) == join_frames(a, b) and bytes(packet).endswith(a[1:] + b[1:])
-    assert np.array_equal(decode_opus(packets), decode_opus(frames))   # decoded sample for sample alike
+def test_the_direct_encoder_makes_the_packets_of_pyav_s_libopus_with_the_same_settings() -> None:
+    """LibOpus calls the libopus that PyAV's wheel ships; with PyAV's encoder set as before (restricted low
+    delay, constrained VBR, 48 kbit/s, 10 ms frames) the two make the same bytes."""
+    audio = np.concatenate([speechlike(0.4), np.zeros(20 * OPUS_FRAME, np.int16), speechlike(0.2, seed=1)])
+    codec = av.CodecContext.create("libopus", "w")
+    codec.bit_rate, codec.format, codec.layout, codec.sample_rate = 48_000, "s16", "mono", SAMPLE_RATE
+    codec.time_base = fractions.Fraction(1, SAMPLE_RATE)
+    codec.options = {"application": "lowdelay", "vbr": "constrained", "frame_duration": "10"}
+    direct = LibOpus()
+    for n in range(0, audio.size - OPUS_FRAME + 1, OPUS_FRAME):
+        frame = av.AudioFrame.from_ndarray(audio[n:n + OPUS_FRAME].reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, n, codec.time_base
+        assert direct.encode(audio[n:n + OPUS_FRAME]) == bytes(codec.encode(frame)[0])
 
 
-def test_frames_that_cannot_share_a_packet_are_not_joined() -> None:
-    toc = 0b11111000                                     # CELT fullband 10 ms, mono, code 0
-    assert join_frames(bytes([toc, 1, 2]), bytes([toc, 3, 4])) == bytes([toc | 1, 1, 2, 3, 4])
-    assert join_frames(bytes([toc, 1]), bytes([toc])) == bytes([toc | 3, 0x82, 1, 1])   # with an empty (DTX) frame
-    long = bytes([toc]) + bytes(300)
-    assert join_frames(long, bytes([toc, 9]))[:4] == bytes([toc | 3, 0x82, 252, 12])   # 300 = 252 + 4 * 12
-    assert join_frames(bytes([toc, 1]), bytes([toc & ~0b1000, 1])) is None         # another configuration
-    assert join_frames(bytes([toc, 1]), bytes([toc | 0b100, 1])) is None           # stereo
-    assert join_frames(bytes([toc | 1, 1, 1]), bytes([toc, 1])) is None            # not one frame
-    with pytest.raises(ValueError, match="960 samples"):
-        OpusPackets().packets(np.zeros(OPUS_FRAME, np.int16), 0)
+def test_a_run_of_sound_in_10_then_20_ms_frames_from_one_encoder_decodes_as_well_as_10_ms_frames() -> None:
+    audio = np.concatenate([speechlike(0.6), np.zeros(SOUND_PACKET, np.int16)])
+    mixed, tens = OpusPackets(), OpusPackets()
+    sizes = [OPUS_FRAME] * 8 + [SOUND_PACKET] * ((audio.size - 8 * OPUS_FRAME) // SOUND_PACKET)
+    starts = np.cumsum([0] + sizes[:-1])
+    packets = [mixed.packet(audio[n:n + size], int(n)) for n, size in zip(starts, sizes)]
+    assert [toc_samples(p) for p in packets] == sizes and all(bytes(p)[0] & 0b11 == 0 for p in packets)
+    assert [p.pts for p in packets] == starts.tolist()
+    reference = [tens.packet(audio[n:n + OPUS_FRAME], n) for n in range(0, audio.size, OPUS_FRAME)]
+    assert [bytes(p) for p in packets[:8]] == [bytes(p) for p in reference[:8]]    # the same encoder until then
+    ours, theirs = decode_opus(packets), decode_opus(reference)
+    assert ours.size == theirs.size == audio.size
+    across = 8 * OPUS_FRAME - 4 * OPUS_FRAME                   # 40 ms before the first 20 ms frame to the end
+    heard = correlation_after_delay(audio, ours, across, audio.size - SOUND_PACKET - across - DELAY)
+    assert heard > 0.75 and heard > correlation_after_delay(audio, theirs, across,
+                                                            audio.size - SOUND_PACKET - across - DELAY) - 0.03
+    assert sum(len(bytes(p)) for p in packets) < sum(len(bytes(p)) for p in reference)   # fewer TOC bytes
 
 
 def toc_samples(packet) -> int:
-    """The samples of an Opus packet of 10 ms frames, from its TOC byte's frame count code (RFC 6716 3.1)."""
+    """The samples of an Opus packet, from its TOC byte (RFC 6716 section 3.1): the frame size of its
+    configuration times the frame count of its code."""
     data = bytes(packet)
-    code = data[0] & 0b11
-    return (data[1] & 0x3F if code == 3 else 2 if code else 1) * OPUS_FRAME
+    config, code = data[0] >> 3, data[0] & 0b11
+    ms = ((10, 20, 40, 60)[config & 3] if config < 12 else (10, 20)[config & 1] if config < 16
+          else (2.5, 5, 10, 20)[config & 3])
+    frames = data[1] & 0x3F if code == 3 else 2 if code else 1
+    return round(frames * ms * SAMPLE_RATE / 1000)
 
 
 def plays_whole(starts: list[int], sizes: dict[int, int], start: int, length: int) -> bool:
