@@ -177,7 +177,7 @@ class LibOpus:
         size = self._lib.opus_encode(self._state, pcm.ctypes.data, len(pcm), self._out, self.MAX_PACKET)
         if size < 0:
             raise RuntimeError(f"libopus could not encode {len(pcm)} samples (error {size})")
-        return self._out.raw[:size]
+        return ctypes.string_at(self._out, size)
 
 
 @functools.cache
