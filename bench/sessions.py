@@ -35,6 +35,7 @@ from harness.probe import AvatarProbe  # noqa: E402
 HOLD_FPS = 24.0
 STAGES = ("render", "encode_video", "encode_shared", "encode_audio")
 WARM_UP = 4.0     # seconds after the last client connects: sessions join the shared idle stream within ~2 s
+TALK_GAP = 0.7    # seconds between two clients' messages, or less where the window would end before the last
 
 
 class Fleet:
@@ -90,8 +91,9 @@ async def run_level(svc: Fleet, n: int, seconds: float, talk: bool) -> dict:
         await asyncio.sleep(WARM_UP)
         stages0, threads0, frames0 = await stage_seconds(svc)
         start, cpu0, own0 = time.monotonic(), svc.cpu_seconds(), time.process_time()
+        gap = min(TALK_GAP, (seconds - 1.0) / n)         # every client starts talking within the window
         for i, probe in enumerate(probes if talk else ()):           # staggered speech during the window
-            asyncio.get_running_loop().call_later(0.5 + i * 0.7, probe.say, "What is AI?")
+            asyncio.get_running_loop().call_later(0.5 + i * gap, probe.say, "What is AI?")
         await asyncio.sleep(seconds)
         end, cpu1, own1 = time.monotonic(), svc.cpu_seconds(), time.process_time()
         stages1, threads1, frames1 = await stage_seconds(svc)
