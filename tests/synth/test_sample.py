@@ -59,6 +59,23 @@ def test_monotone_subset_is_the_tight_cluster(rng):
     assert (picked < 20).all()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def faces_found_once():
+    """Each candidate image is looked at (detection, landmarks, embedding) once in this module, however many
+    selections take it: the real pipeline's result, kept by image."""
+    import synth.sample
+
+    found, look = {}, synth.sample.find_face_in_small
+
+    def once(image):
+        if id(image) not in found:
+            found[id(image)] = (image, look(image))        # the image is kept, so its id stays its own
+        return found[id(image)][1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synth.sample, "find_face_in_small", once)
+        yield
+
+
 @pytest.fixture(scope="module")
 def candidates(subject_dataset, subject_scan):
     """24 subject faces (every 12th dataset image), 3 non-faces, and Biden's face, interleaved."""
