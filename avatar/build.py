@@ -328,11 +328,14 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
     from avatar.bundle import write_bundle
     from avatar.driving import DrivingClip
     from avatar.provenance import ContentInfo
+    from avatar.swap.predictor import load_swap_model
+    from synth.train import trained_kimg
 
     baked = _baked(work)
     clip = DrivingClip.from_landmarks(baked["frames"], baked["landmarks"], source=f"avatar {options.name}")
     preset: BuildPreset = info["preset"]
     quality = {k: v for k, v in info["quality"].items() if k != "seconds"}
+    gan = None if options.faces else Path(options.gan) if options.gan else work / "gan" / "run"
     manifest = {
         "name": options.name,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -344,7 +347,8 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
         "build": {"preset": preset.name, "device": info["device"], "face_size": preset.face_size,
                   "gan_preset": None if options.faces else preset.gan, "gan_run": options.gan and str(options.gan),
                   "sampled_faces": None if options.faces else preset.faces,
-                  "swap_preset": preset.swap, "swap_iters": options.swap_iters or preset.swap_iters,
+                  "gan_kimg": None if gan is None else round(trained_kimg(gan), 3),
+                  "swap_preset": preset.swap, "swap_iters": load_swap_model(Path(info["swap_run"]))[2],
                   "swap_run": options.swap and str(options.swap), "driving_frames": options.driving_frames},
         "driving": {**info["checked"]["analysis"], "driving_is_subject": info["checked"]["driving_is_subject"],
                     "baked_frames": info["baked"]["frames"]},

@@ -378,6 +378,11 @@ def _run(options: GanTrainOptions, preset: Preset, world: World) -> Path:
     return out
 
 
+def trained_kimg(run_dir: Path) -> float:
+    """Thousands of real images the run's latest checkpoint has shown its discriminator: how far it trained."""
+    return load_checkpoint(latest_checkpoint(Path(run_dir)))["cur_nimg"] / 1000
+
+
 def load_generator(run_dir: Path, device: str = "cpu") -> tuple[Generator, Preset]:
     """The EMA generator of the run's latest checkpoint (eval mode, no grads) and the run's preset."""
     state = load_checkpoint(latest_checkpoint(Path(run_dir)), map_location=device)

@@ -207,9 +207,12 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
     consent, driving_consent = consent_files(tmp_path / "consent")
     out, work = tmp_path / "again", tmp_path / "work"                       # a folder bundle this time
     run = built_avatar.work / "swap" / "run"
-    result = subprocess.run(build_command(out, work, consent, driving_consent, "--swap", str(run),
-                                          "--driving-frames", "150", faces=subject_dataset), cwd=REPO, capture_output=True, text=True,
-                            timeout=600, env=training_env(AVATAR_C2PA_DIR=str(built_avatar.c2pa)))
+    command = build_command(out, work, consent, driving_consent, "--swap", str(run), "--driving-frames", "150",
+                            faces=subject_dataset)
+    at = command.index("--swap-iters")                 # the manifest tells what the reused run trained, unasked
+    del command[at:at + 2]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env=training_env(AVATAR_C2PA_DIR=str(built_avatar.c2pa)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "in 4 stages: check, bake, quality, bundle" in result.stdout
     assert not (work / "swap").exists()
@@ -217,6 +220,8 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
 
     bundle, clip = load_bundle(out)
     assert out.is_dir() and len(clip) == 150 and bundle.manifest["build"]["swap_run"] == str(run)
+    assert bundle.manifest["build"]["swap_iters"] == SWAP_ITERS       # not the smoke preset's 300
+    assert bundle.manifest["build"]["gan_kimg"] is None               # --faces: no GAN
 
 
 def test_the_cpu_estimate_says_whether_the_cpu_has_bfloat16_units(monkeypatch):
@@ -229,6 +234,7 @@ def test_the_cpu_estimate_says_whether_the_cpu_has_bfloat16_units(monkeypatch):
     assert minutes == cpu.typical and "AMX" in on
     monkeypatch.setattr(synth.presets, "native_bf16", lambda device: False)
     minutes, on = typical_minutes(cpu, "cpu")
-    assert minutes["gan"] > 2 * cpu.typical["gan"] and minutes["swap"] == cpu.typical["swap"]
+    assert minutes == {**cpu.typical, **cpu.without_bf16} and minutes["gan"] > 2 * cpu.typical["gan"]
+    assert minutes["bake"] == cpu.typical["bake"]
     assert "without bfloat16" in on
     assert typical_minutes(get_preset("gpu"), "cuda") == (get_preset("gpu").typical, get_preset("gpu").typical_on)

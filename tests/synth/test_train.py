@@ -20,7 +20,7 @@ from avatar.runs import CheckpointError, RunFolderBusy, exclusive_run_folder, la
 from synth.dataset import DatasetWriter
 from synth.presets import get_preset
 from synth.train import (GanTrainer, GanTrainOptions, ImageSampler, TrainingError, discriminator_loss, ema_beta,
-                         load_generator, r1_penalty, run_training, update_ema)
+                         load_generator, r1_penalty, run_training, trained_kimg, update_ema)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -294,7 +294,7 @@ def test_resume_is_bit_for_bit(dataset, tmp_path):
     assert load_checkpoint(latest_checkpoint(split))["cur_nimg"] == 32
     run_training(GanTrainOptions(dataset, "smoke", split, resume=True, kimg=0.064))
     a, b = _final_state(straight), _final_state(split)
-    assert a["cur_nimg"] == b["cur_nimg"] == 64
+    assert a["cur_nimg"] == b["cur_nimg"] == 64 and trained_kimg(split) == 0.064
     for key in ("G", "D", "G_ema", "opt_G", "opt_D", "rng", "sampler", "step_index"):
         _assert_same(a[key], b[key], key)
     # The resumed log continues where the checkpoint was, without duplicates.
