@@ -28,9 +28,12 @@ PRESETS = {
                          {"check": 1, "prepare": 2, "gan": 0.5, "sample": 0.5, "swap": 0.5, "bake": 0.5,
                           "quality": 0.5, "bundle": 0.2}, quality_frames=60),
     "cpu": BuildPreset("cpu", 64, 2, "cpu64", 1000, "cpu64", None,
-                       {"check": 2, "prepare": 6, "gan": 65, "sample": 5, "swap": 120, "bake": 2, "quality": 1,
+                       # a whole build on 2 Intel Xeon cores with AMX, 2026-12-02 (GAN 44 img/s, swap 4 steps/s)
+                       {"check": 1, "prepare": 3, "gan": 55, "sample": 6, "swap": 60, "bake": 1, "quality": 1,
                         "bundle": 1}, typical_on="2 CPU cores with bfloat16 units (AMX)",
-                       without_bf16={"gan": 170}),   # fp32: 12 img/s on 2 AMD EPYC cores, 2026-12-01
+                       # the stages measured on 2 AMD EPYC cores, 2026-12-01: GAN 12 img/s in fp32, and the swap
+                       # (fp32 on either machine) 2.0 steps/s: those cores were slower at fp32 too
+                       without_bf16={"prepare": 6, "gan": 170, "swap": 120}),
     "gpu": BuildPreset("gpu", 256, 1, "paper256", 1000, "gpu256", None,
                        {"check": 2, "prepare": 15, "gan": 280, "sample": 3, "swap": 100, "bake": 2, "quality": 1,
                         "bundle": 1}, typical_on="one H200 GPU (GAN and swap; the rest on its CPU)"),

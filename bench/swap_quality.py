@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({name: entry}, indent=1))
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
-    print(f"\n{args.preset}, {args.iters} steps of training per set trained here, dst = driving_B "
+    here = [name for name, faces in sets.items() if name not in trained and faces is not None]
+    budget = (f"{args.preset}, {args.iters} steps of training for {', '.join(here)}" if here
+              else "no set trained here")
+    print(f"\n{budget} (runs given with --run: the steps they were trained to), dst = driving_B "
           f"({len(driving)} frames); targets: closer to subject >= 0.9, mouth r >= 0.9, colour ratio <= 1.2\n")
     keys = ["iterations", "train_minutes", "src_dist_to_subject", "src_closer_to_subject", "face_found",
             "closer_to_subject", "closer_among_found", "dist_to_subject", "dist_to_driver",
