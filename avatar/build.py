@@ -328,7 +328,7 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
     from avatar.bundle import write_bundle
     from avatar.driving import DrivingClip
     from avatar.provenance import ContentInfo
-    from avatar.swap.predictor import load_swap_model
+    from avatar.runs import latest_step
     from synth.train import trained_kimg
 
     baked = _baked(work)
@@ -348,7 +348,7 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
                   "gan_preset": None if options.faces else preset.gan, "gan_run": options.gan and str(options.gan),
                   "sampled_faces": None if options.faces else preset.faces,
                   "gan_kimg": None if gan is None else round(trained_kimg(gan), 3),
-                  "swap_preset": preset.swap, "swap_iters": load_swap_model(Path(info["swap_run"]))[2],
+                  "swap_preset": preset.swap, "swap_iters": latest_step(Path(info["swap_run"])),
                   "swap_run": options.swap and str(options.swap), "driving_frames": options.driving_frames},
         "driving": {**info["checked"]["analysis"], "driving_is_subject": info["checked"]["driving_is_subject"],
                     "baked_frames": info["baked"]["frames"]},

@@ -83,6 +83,11 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return found[-1]
 
 
+def latest_step(run_dir: Path) -> int:
+    """The step (as the trainer counts them) of the run's latest checkpoint, read from its name, not its contents."""
+    return int(_NAME.match(latest_checkpoint(run_dir).name).group(1))
+
+
 def save_checkpoint(state: dict[str, Any], run_dir: Path, step: int, keep: int = 3) -> Path:
     """Write `state` as the checkpoint at `step`, atomically, then drop all but the newest `keep`."""
     import torch

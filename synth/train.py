@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from avatar.distributed import (World, all_gather_objects, average_gradients, barrier, broadcast_module, close_world,
                                 init_world)
-from avatar.runs import (GRID_COLS, RunFolder, check_device, exclusive_run_folder, latest_checkpoint, list_checkpoints,
-                         load_checkpoint, save_checkpoint)
+from avatar.runs import (GRID_COLS, RunFolder, check_device, exclusive_run_folder, latest_checkpoint, latest_step,
+                         list_checkpoints, load_checkpoint, save_checkpoint)
 from synth.augment import diff_augment, parse_policy
 from synth.batches import ImageSampler, TrainingError, load_training_images, to_float_batch
 from synth.networks import Discriminator, Generator, build_networks
@@ -380,7 +380,7 @@ def _run(options: GanTrainOptions, preset: Preset, world: World) -> Path:
 
 def trained_kimg(run_dir: Path) -> float:
     """Thousands of real images the run's latest checkpoint has shown its discriminator: how far it trained."""
-    return load_checkpoint(latest_checkpoint(Path(run_dir)))["cur_nimg"] / 1000
+    return latest_step(Path(run_dir)) / 1000          # checkpoints are named by cur_nimg
 
 
 def load_generator(run_dir: Path, device: str = "cpu") -> tuple[Generator, Preset]:
