@@ -28,11 +28,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from avatar.build_check import BuildError, check_driving, check_subject, consent_record, source_record
+from avatar.build_check import (BuildError, check_driving, check_subject, consent_record, mouth_coverage,
+                                source_record)
 from avatar.build_presets import BuildPreset, get_preset, typical_minutes
 from avatar.files import file_sha256, write_json_atomic
 
 DONE_FILE = "done.json"
+GAN_MOUTH_ADVICE = ("Real aligned faces of the subject (--faces with an `avatar synth prepare` DATASET) carry the "
+                    "mouth's whole range.")
 INPUTS_FILE = "build.json"
 
 
@@ -188,7 +191,7 @@ def build(options: BuildOptions, say: Callable[[str], None] = print) -> dict[str
         raise BuildError(f"the driving clip shows someone other than the subject (face distance "
                          f"{checked['driver_to_subject']:.2f}); their consent is needed as well: "
                          "--driving-consent FILE [--driving-name NAME]")
-    faces = _faces(options, preset, device, stages, work)
+    faces = _faces(options, preset, device, stages, work, checked["analysis"])
     run = _swap(options, preset, device, stages, work, faces)
     baked = stages.run("bake", lambda folder: _bake(options, run, device, work, folder))
     quality = stages.run("quality", lambda folder: _quality(options, work, checked, folder))
@@ -200,8 +203,10 @@ def build(options: BuildOptions, say: Callable[[str], None] = print) -> dict[str
     return open_bundle(out).manifest
 
 
-def _faces(options: BuildOptions, preset: BuildPreset, device: str, stages: _Stages, work: Path) -> Path:
-    """The subject's faces the swap learns: given, or prepared -> GAN -> sampled."""
+def _faces(options: BuildOptions, preset: BuildPreset, device: str, stages: _Stages, work: Path,
+           driving: dict[str, Any]) -> Path:
+    """The subject's faces the swap learns: given, or prepared -> GAN -> sampled (and their mouths measured
+    against the driving clip's analysis)."""
     from synth.sample import SampleOptions, export_real_faces, sample_run
 
     if options.faces is not None:
@@ -236,9 +241,14 @@ def _faces(options: BuildOptions, preset: BuildPreset, device: str, stages: _Sta
                 f"{counts['kept']} kept of the {preset.faces} needed. Train it longer (a bigger --preset, or "
                 f"`avatar synth train DATASET --resume --out {gan} --kimg N` and then --gan {gan}), or pass "
                 "--faces with real aligned faces of the subject (an `avatar synth prepare` DATASET)")
-        return {"faces": str(out), **counts}
+        return {"faces": str(out), **counts, "mouth": selection.mouth()}
 
-    stages.run("sample", sample)
+    sampled = stages.run("sample", sample)
+    warnings = mouth_coverage(sampled["mouth"], driving) if "mouth" in sampled else []
+    if warnings:
+        stages.say(f"warning: the GAN's faces: {'; '.join(warnings)}. The swap learns the subject's mouth from "
+                   f"these faces only, so the avatar's mouth will follow the driver's less closely (the quality "
+                   f"stage measures how closely). {GAN_MOUTH_ADVICE}")
     return out
 
 

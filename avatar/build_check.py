@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from avatar.driving import CLOSED_MOUTH, OPEN_MOUTH, eye_openness, mouth_range
 from avatar.files import file_sha256
 
 SUBJECT_SAMPLES = 16           # frames per subject video looked at by the check
@@ -16,8 +17,8 @@ DRIVER_SAMPLES = 12            # usable driving frames whose median embedding is
 SAME_PERSON = 0.5              # face_recognition distance below which two faces are taken for one person
 SEVERAL_PEOPLE_SHARE = 0.25    # subject frames with more than one face, of those with any, that refuse a video
 MIN_USABLE_SECONDS = 5.0       # the planner needs at least this much face to choose from
-CLOSED_MOUTH = 0.05            # mouth opening (0..1, see avatar.driving) at or below which the mouth is closed
-OPEN_MOUTH = 0.30              # ... at or above which it is open
+NARROW_MOUTHS = 0.5            # a face set whose mouth-opening span (p5..p95) is under this share of the driving
+                               # clip's is warned about
 
 
 class BuildError(ValueError):
@@ -89,21 +90,17 @@ def check_subject(videos: tuple[Path, ...]) -> tuple[np.ndarray, list[dict[str, 
 
 def analyse_driving(landmarks: np.ndarray, usable: np.ndarray, fps: float) -> dict[str, Any]:
     """What the motion planner will have to choose from: duration, usable share, mouth range, blinks."""
-    from avatar.driving import eye_openness, mouth_descriptors
-
     n = len(usable)
     lm = landmarks[usable]
-    opening = mouth_descriptors(lm)[:, 0] if len(lm) else np.zeros(0, np.float32)
+    mouth = mouth_range(lm)
     eyes = eye_openness(lm) if len(lm) else np.zeros(0, np.float32)
     shut = eyes < 0.5 * np.median(eyes) if len(eyes) else np.zeros(0, bool)
     blinks = int(np.sum(shut[1:] & ~shut[:-1]) + (shut[0] if len(shut) else 0))
-    pct = lambda q: round(float(np.percentile(opening, q)), 3) if len(opening) else None   # noqa: E731
     return {"frames": int(n), "fps": round(float(fps), 3), "duration_s": round(n / fps, 2),
             "usable_frames": int(usable.sum()), "usable_share": round(float(usable.mean()), 4) if n else 0.0,
             "usable_s": round(float(usable.sum()) / fps, 2),
-            "mouth_opening_p5": pct(5), "mouth_opening_p50": pct(50), "mouth_opening_p95": pct(95),
-            "closed_mouth_frames": int((opening <= CLOSED_MOUTH).sum()),
-            "open_mouth_frames": int((opening >= OPEN_MOUTH).sum()), "blinks": blinks}
+            **{key: value for key, value in mouth.items() if key.startswith("mouth_opening")},
+            "closed_mouth_frames": mouth["closed_mouth"], "open_mouth_frames": mouth["open_mouth"], "blinks": blinks}
 
 
 def driving_problems(analysis: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -130,6 +127,25 @@ def driving_problems(analysis: dict[str, Any]) -> tuple[list[str], list[str]]:
     if analysis["blinks"] == 0:
         warn.append("no blink found: the avatar will stare")
     return refuse, warn
+
+
+def mouth_coverage(faces: dict[str, Any], driving: dict[str, Any]) -> list[str]:
+    """Warnings when the subject's face set (an avatar.driving.mouth_range) opens its mouth over much less than
+    the driving clip (its analysis) does: the swap learns the subject's mouth from those faces alone, so the
+    swapped face would follow the driver's mouth less closely."""
+    warn = []
+    if faces["closed_mouth"] == 0 and driving["closed_mouth_frames"] > 0:
+        warn.append(f"none of them closes the mouth (opening <= {CLOSED_MOUTH}), where "
+                    f"{driving['closed_mouth_frames']} driving frames do")
+    if faces["open_mouth"] == 0 and driving["open_mouth_frames"] > 0:
+        warn.append(f"none of them opens the mouth wide (opening >= {OPEN_MOUTH}), where "
+                    f"{driving['open_mouth_frames']} driving frames do")
+    span = faces["mouth_opening_p95"] - faces["mouth_opening_p5"]
+    driving_span = driving["mouth_opening_p95"] - driving["mouth_opening_p5"]
+    if span < NARROW_MOUTHS * driving_span:
+        warn.append(f"their mouth opening spans {faces['mouth_opening_p5']}..{faces['mouth_opening_p95']} (p5..p95), "
+                    f"the driving clip's {driving['mouth_opening_p5']}..{driving['mouth_opening_p95']}")
+    return warn
 
 
 def check_driving(video: Path, scan_cache: Path, max_frames: int | None, subject: np.ndarray,

@@ -28,6 +28,8 @@ MOUTH_OPENING_RANGE = (0.00, 0.40)   # inner-lip gap / IOD
 MOUTH_WIDTH_RANGE = (0.55, 1.15)     # corner distance / IOD
 MOUTH_ASPECT_RANGE = (0.25, 0.95)    # outer-lip height / outer-lip width
 EYE_ASPECT_RANGE = (0.05, 0.35)      # eye aspect ratio
+CLOSED_MOUTH = 0.05                  # mouth opening (0..1) at or below which the mouth is closed
+OPEN_MOUTH = 0.30                    # ... at or above which it is open
 
 # face_recognition's dict keys, in order, with the dlib indices each list holds.
 _FR_PARTS = {
@@ -111,6 +113,22 @@ def mouth_descriptors(landmarks68: np.ndarray) -> np.ndarray:
     aspect = _scale(_dist(lm, 51, 57) / np.maximum(corners, 1e-6), MOUTH_ASPECT_RANGE)
     roundness = aspect * (1.0 - width)
     return np.stack([opening, width, roundness], axis=-1).astype(np.float32)
+
+
+def mouth_range(landmarks68: np.ndarray) -> dict[str, Any]:
+    """How far a set of faces [N, 68, 2] opens its mouth: opening p5/p50/p95 and the closed and open counts
+    (a driving clip's frames, or the face set a swap learns the subject's mouth from)."""
+    lm = np.asarray(landmarks68, np.float32).reshape(-1, N_LANDMARKS, 2)
+    opening = mouth_descriptors(lm)[:, 0] if len(lm) else np.zeros(0, np.float32)
+    pct = lambda q: round(float(np.percentile(opening, q)), 3) if len(opening) else None   # noqa: E731
+    return {"mouth_opening_p5": pct(5), "mouth_opening_p50": pct(50), "mouth_opening_p95": pct(95),
+            "closed_mouth": int((opening <= CLOSED_MOUTH).sum()), "open_mouth": int((opening >= OPEN_MOUTH).sum())}
+
+
+def format_mouth_range(mouth: dict[str, Any], unit: str = "faces") -> str:
+    return (f"mouth opening p5/p50/p95 {mouth['mouth_opening_p5']}/{mouth['mouth_opening_p50']}/"
+            f"{mouth['mouth_opening_p95']}, {mouth['closed_mouth']} {unit} with the mouth closed, "
+            f"{mouth['open_mouth']} open")
 
 
 def eye_openness(landmarks68: np.ndarray) -> np.ndarray:

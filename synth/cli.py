@@ -38,6 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     import PIL.Image
 
+    from avatar.driving import format_mouth_range
     from synth.sample import SampleOptions, image_grid, sample_run
 
     options = SampleOptions(n=args.n, oversample=args.oversample, psi=args.psi, seed=args.seed, nearest=args.nearest)
@@ -46,6 +47,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(f"{counts['kept']} faces written to {args.out} (of {counts['candidates']} candidates: "
           f"{counts['no_face']} no face, {counts['not_matching']} not the subject, {counts['matching']} matching, "
           f"chosen from the {counts['nearest']} nearest the subject)")
+    if selection.images:
+        print(f"the faces kept: {format_mouth_range(selection.mouth())}")
     if args.grid and selection.images:
         PIL.Image.fromarray(image_grid(selection.images[:64])).save(args.grid)
         print(f"grid of the first {min(64, len(selection.images))} faces: {args.grid}")

@@ -11,13 +11,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
 from avatar.detect import TOLERANCE, embedding_distance, find_face_in_small
+from avatar.driving import mouth_range
 from avatar.files import write_json_atomic
 from synth.expression import farthest_point_sampling, variety_descriptor
 
@@ -62,6 +63,10 @@ class Selection:
     embeddings: list[np.ndarray] = field(default_factory=list)  # float64 [128]
     distances: list[float] = field(default_factory=list)       # to the subject's reference embedding
     counts: dict[str, int] = field(default_factory=dict)  # candidates, no_face, not_matching, matching, nearest, kept
+
+    def mouth(self) -> dict[str, Any]:
+        """How far the kept faces open their mouths (avatar.driving.mouth_range): all a swap learns it from."""
+        return mouth_range(np.asarray(self.landmarks, np.float32))
 
 
 def select_varied(candidates: Iterable[np.ndarray], reference: np.ndarray, n: int, tolerance: float = TOLERANCE,
@@ -115,6 +120,7 @@ def write_faces(selection: Selection, out: Path, info: dict) -> None:
         entries.append({"file": name, "candidate": index, "distance": round(d, 4),
                         "landmarks": np.round(lm, 2).tolist()})
     write_json_atomic(out / METADATA_FILE, {**info, "count": len(entries), "counts": selection.counts,
+                                            "mouth": selection.mouth(),
                                             "images": entries})
 
 

@@ -61,6 +61,24 @@ def test_bundle_records_consent_sources_analysis_and_quality(built_avatar):
     assert built_avatar.bundle.stat().st_size < 60e6
 
 
+def test_a_face_set_whose_mouths_barely_move_is_warned_about(built_avatar, subject_dataset):
+    from avatar.build_check import mouth_coverage
+    from avatar.bundle import open_bundle
+    from avatar.driving import mouth_descriptors, mouth_range
+    from synth.dataset import load_metadata
+
+    driving = open_bundle(built_avatar.bundle).manifest["driving"]          # the real driving clip's analysis
+    real = np.array([m["landmarks"] for m in load_metadata(subject_dataset)], np.float32)
+    assert mouth_coverage(mouth_range(real), driving) == []                  # the subject's own frames: all mouths
+    opening = mouth_descriptors(real)[:, 0]
+    middle = real[(opening > 0.15) & (opening < 0.25)]       # what an undertrained GAN gives: always half open
+    assert len(middle) >= 5
+    warnings = mouth_coverage(mouth_range(middle), driving)
+    assert any("none of them closes the mouth" in w for w in warnings)
+    assert any("none of them opens the mouth wide" in w for w in warnings)
+    assert any("spans" in w for w in warnings)
+
+
 def test_inspect_prints_the_manifest_and_verifies_hashes(built_avatar):
     result = _avatar("inspect", str(built_avatar.bundle))
     assert result.returncode == 0, result.stderr

@@ -7,8 +7,8 @@ import pytest
 from face_recognition.api import _raw_face_landmarks
 from skimage import data
 
-from avatar.driving import (ClipError, DrivingClip, MultipleFacesError, NoFaceError, eye_openness, landmarks_68,
-                            mouth_descriptors)
+from avatar.driving import (CLOSED_MOUTH, OPEN_MOUTH, ClipError, DrivingClip, MultipleFacesError, NoFaceError,
+                            eye_openness, format_mouth_range, landmarks_68, mouth_descriptors, mouth_range)
 
 
 def _small_clip(default_clip: DrivingClip, n: int = 4) -> DrivingClip:
@@ -76,6 +76,25 @@ def test_mouth_descriptors_follow_the_lips(default_clip):
     shut = closed.copy()
     shut[[37, 38, 43, 44], 1] = shut[[41, 40, 47, 46], 1]
     assert eye_openness(shut) < 0.1 < eye_openness(closed)
+
+
+def test_mouth_range_counts_closed_and_open_mouths(default_clip):
+    closed = default_clip.landmarks[0].copy()
+    faces = []
+    for drop in np.linspace(0.0, 16.0, 20):                  # the lower lip and jaw drop step by step
+        lm = closed.copy()
+        lm[[55, 56, 57, 58, 59, 65, 66, 67], 1] += drop
+        faces.append(lm)
+    opening = mouth_descriptors(np.stack(faces))[:, 0]
+    summary = mouth_range(np.stack(faces))
+    assert summary["closed_mouth"] == int((opening <= CLOSED_MOUTH).sum()) > 0
+    assert summary["open_mouth"] == int((opening >= OPEN_MOUTH).sum()) > 0
+    assert summary["mouth_opening_p5"] < summary["mouth_opening_p50"] < summary["mouth_opening_p95"]
+    narrow = mouth_range(np.stack(faces[8:12]))              # the middle openings only: neither closed nor wide
+    assert narrow["mouth_opening_p95"] - narrow["mouth_opening_p5"] < 0.3 * (
+        summary["mouth_opening_p95"] - summary["mouth_opening_p5"])
+    assert mouth_range(np.zeros((0, 68, 2)))["mouth_opening_p50"] is None
+    assert f"{summary['closed_mouth']} faces with the mouth closed" in format_mouth_range(summary)
 
 
 def test_from_video_reads_landmarks(videos):

@@ -9,6 +9,7 @@ import PIL.Image
 import pytest
 from scipy.spatial.distance import pdist
 
+from avatar.driving import mouth_range
 from synth.dataset import load_images, load_metadata
 from synth.expression import expression_descriptor, farthest_point_sampling, monotone_subset, variety_descriptor
 from synth.metrics.recognition import reference_embedding
@@ -136,6 +137,7 @@ def test_written_faces_and_metadata(candidates, tmp_path):
     assert [e["file"] for e in meta["images"]] == ["00000.png", "00001.png", "00002.png"]
     np.testing.assert_array_equal(np.asarray(PIL.Image.open(tmp_path / "faces" / "00001.png")), sel.images[1])
     assert len(meta["images"][0]["landmarks"]) == 68
+    assert meta["mouth"] == mouth_range(np.stack(sel.landmarks)) and meta["mouth"]["mouth_opening_p50"] > 0
     with pytest.raises(SampleError, match="already holds"):
         write_faces(sel, tmp_path / "faces", {})
 
