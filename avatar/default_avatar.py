@@ -26,7 +26,8 @@ from tqdm import tqdm
 from avatar import driving
 from avatar.driving import ClipError, DrivingClip, eye_centres, inter_ocular
 from avatar.face_paint import draw_lashes, hide_eyes, hide_teeth, paint_mouth_interior
-from avatar.mesh_warp import border_points, piecewise_affine, signed_areas
+from avatar.mesh_warp import (JAW_FOLLOW, LOWER_INNER, LOWER_LIP, UPPER_INNER, border_points, folds,
+                               piecewise_affine)
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,6 @@ _DEPTH[36:48] = 0.3
 _DEPTH[48:68] = 0.6
 _DEPTH[4:13] = (0.1, 0.2, 0.3, 0.4, 0.45, 0.4, 0.3, 0.2, 0.1)
 
-# How far each jaw point follows the chin when the mouth opens.
-_JAW = np.zeros(68, np.float32)
-_JAW[3:14] = (0.1, 0.35, 0.6, 0.8, 0.93, 1.0, 0.93, 0.8, 0.6, 0.35, 0.1)
-
-_UPPER_INNER, _LOWER_INNER = [61, 62, 63], [67, 66, 65]      # facing pairs across the inner mouth
 _UPPER_OUTER, _LOWER_OUTER = [50, 51, 52], [58, 57, 56]
 _LIPS = np.arange(48, 68)
 
@@ -148,17 +144,17 @@ class FaceFrame:
 def _fix_upper_lip(lm: np.ndarray) -> np.ndarray:
     """In the photo the upper lip is thin and dlib puts 61-63 on the teeth: lift them to the lip's edge."""
     lm = lm.copy()
-    lm[_UPPER_INNER, 1] = np.minimum(lm[_UPPER_INNER, 1], lm[_UPPER_OUTER, 1] + 0.035)
+    lm[UPPER_INNER, 1] = np.minimum(lm[UPPER_INNER, 1], lm[_UPPER_OUTER, 1] + 0.035)
     return lm
 
 
 def _closed_mouth(lm: np.ndarray) -> np.ndarray:
     """Local landmarks with the lips brought together (the photo smiles with its teeth showing)."""
     lm = lm.copy()
-    gap = lm[_LOWER_INNER, 1] - lm[_UPPER_INNER, 1]
-    mid = (lm[_LOWER_INNER, 1] + lm[_UPPER_INNER, 1]) / 2
-    lm[_UPPER_INNER, 1] = mid - 0.004
-    lm[_LOWER_INNER, 1] = mid + 0.004
+    gap = lm[LOWER_INNER, 1] - lm[UPPER_INNER, 1]
+    mid = (lm[LOWER_INNER, 1] + lm[UPPER_INNER, 1]) / 2
+    lm[UPPER_INNER, 1] = mid - 0.004
+    lm[LOWER_INNER, 1] = mid + 0.004
     lm[_UPPER_OUTER, 1] += gap / 4
     lm[_LOWER_OUTER, 1] -= gap / 4
     lm[[49, 53], 1] += gap[[0, 2]] / 8
@@ -187,9 +183,9 @@ def _shape_mouth(lm: np.ndarray, opening: float, shape: str) -> np.ndarray:
 
     gap = opening * OPEN_GAP
     drop = 0.8 * gap                            # the jaw carries the lower lip; the upper lip lifts a little
-    lm[:, 1] += drop * _JAW
-    lm[[55, 56, 57, 58, 59, 65, 66, 67], 1] += drop
-    lm[_UPPER_INNER, 1] -= gap - drop
+    lm[:, 1] += drop * JAW_FOLLOW
+    lm[LOWER_LIP, 1] += drop
+    lm[UPPER_INNER, 1] -= gap - drop
     lm[[49, 50, 51, 52, 53], 1] -= 0.6 * (gap - drop)
     lm[[48, 54, 60, 64], 1] += 0.4 * drop
     return lm
@@ -266,7 +262,6 @@ def generate_default_clip(image: np.ndarray | None = None, specs: list[FrameSpec
     border = border_points(size)
     src = np.concatenate([source_lm, rings, border]).astype(np.float64)
     triangles = Delaunay(src).simplices
-    src_areas = signed_areas(src, triangles)
     weights = np.concatenate([np.ones(68), ring_weights, np.zeros(len(border))])
     head_centre = frame.to_image(np.array([0.0, 0.6]))      # the head turns about the nose
 
@@ -280,8 +275,7 @@ def generate_default_clip(image: np.ndarray | None = None, specs: list[FrameSpec
         local = _turn(_blink(_shape_mouth(closed, spec.opening, spec.shape), spec.eyes), pose)
         dst = np.concatenate([frame.to_image(local), rings, border])
         dst = _head_motion(dst, weights, pose, head_centre)
-        flipped = np.sign(signed_areas(dst, triangles)) * np.sign(src_areas) < 0
-        if np.any(flipped & (np.abs(signed_areas(dst, triangles)) > 1e-3)):
+        if folds(src, dst, triangles):
             raise ClipError(f"mesh folds over for {spec}; the generator's motions are too large")
         target_lm = dst[:68].astype(np.float32)
         if spec.eyes < 0.2:

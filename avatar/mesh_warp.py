@@ -4,6 +4,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# How far each jaw point (of the 68) follows the chin when the mouth opens.
+JAW_FOLLOW = np.zeros(68, np.float32)
+JAW_FOLLOW[3:14] = (0.1, 0.35, 0.6, 0.8, 0.93, 1.0, 0.93, 0.8, 0.6, 0.35, 0.1)
+UPPER_INNER, LOWER_INNER = [61, 62, 63], [67, 66, 65]      # facing pairs across the inner mouth
+LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]               # what the jaw carries down
+
 def border_points(size: int, per_side: int = 4) -> np.ndarray:
     edge = np.linspace(0, size - 1, per_side + 1)[:-1]
     last = float(size - 1)
@@ -15,6 +21,12 @@ def border_points(size: int, per_side: int = 4) -> np.ndarray:
 def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
     return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def folds(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> bool:
+    """Whether moving the mesh from src to dst turns any triangle over (a warp that would tear the image)."""
+    after = signed_areas(dst, triangles)
+    return bool(np.any((np.sign(after) * np.sign(signed_areas(src, triangles)) < 0) & (np.abs(after) > 1e-3)))
 
 
 def piecewise_affine(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -82,7 +82,7 @@ def bench_preset(name: str, seconds: float, device: str, clip) -> dict:
 
     faces = [align_face(clip.frames[i], clip.landmarks[i], r) for i in range(0, len(clip), max(1, len(clip) // 64))]
     face_set = FaceSet(np.stack([f.image for f in faces]), np.stack([f.landmarks for f in faces]))
-    sampler = PairSampler(face_set, face_set, preset.warp)
+    sampler = PairSampler(face_set, face_set, preset.warp, mouth=preset.mouth_warp)
     t0 = time.perf_counter()
     batches = 5
     for k in range(batches):

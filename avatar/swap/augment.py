@@ -13,12 +13,15 @@ import cv2
 import numpy as np
 
 from avatar.align import apply_affine
+from avatar.driving import MOUTH_OPENING_RANGE, inter_ocular
 from avatar.face import face_mask
+from avatar.mesh_warp import JAW_FOLLOW, LOWER_INNER, LOWER_LIP, UPPER_INNER, border_points, folds, piecewise_affine
 
 ROTATION = 10.0     # degrees, either way
 SCALE = 0.05        # relative, either way
 SHIFT = 0.05        # fraction of the side, either way
 WARP_SIGMA = 0.24   # grid-point displacement, in cells (DFL's value)
+MOUTH_OPEN_BY = (0.1, 0.35)   # mouth_moved's opening, on avatar.driving's mouth-opening scale (0 shut .. 1 wide)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,37 @@ def eyes_mouth_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
         cv2.fillConvexPoly(mask, hull, 1.0)
     k = max(3, size // 20 | 1)
     return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+
+
+def mouth_moved(image: np.ndarray, landmarks: np.ndarray, change: float) -> tuple[np.ndarray, np.ndarray]:
+    """The face with its mouth opened (change > 0) or closed (change < 0) by `change` on avatar.driving's
+    mouth-opening scale, the jaw and lower lip moved along a mesh of the landmarks (fixed points around the crop stay put): new
+    expressions for a face set whose mouths barely move, as the GAN's do. Closing stops where the lips meet; a
+    move that would fold the mesh leaves the face as it was. Returns (image, landmarks)."""
+    lm = np.asarray(landmarks, np.float64)
+    gap = float(np.max(lm[LOWER_INNER, 1] - lm[UPPER_INNER, 1]))
+    drop = max(change * MOUTH_OPENING_RANGE[1] * float(inter_ocular(lm)), -max(gap, 0.0))
+    moved = lm.copy()
+    moved[:, 1] += drop * JAW_FOLLOW
+    moved[LOWER_LIP, 1] += drop
+    meet = moved[LOWER_INNER, 1] <= moved[UPPER_INNER, 1]            # lips that would cross meet, point on point
+    moved[np.array(LOWER_INNER)[meet]] = moved[np.array(UPPER_INNER)[meet]]
+    size = image.shape[0]
+    frame = border_points(size) * 1.5 - size / 4          # fixed points beyond the crop: the chin may move
+    src, dst = np.concatenate([lm, frame]), np.concatenate([moved, frame])    # down to its bottom edge
+    from scipy.spatial import Delaunay
+
+    triangles = Delaunay(src).simplices
+    if folds(src, dst, triangles):
+        return image, np.asarray(landmarks, np.float32)
+    return piecewise_affine(image, src, dst, triangles), moved.astype(np.float32)
+
+
+def random_mouth(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """mouth_moved by a random amount: half the time shut (the lips brought together), half the time opened by
+    MOUTH_OPEN_BY."""
+    change = -1.0 if rng.random() < 0.5 else rng.uniform(*MOUTH_OPEN_BY)
+    return mouth_moved(image, landmarks, change)
 
 
 def training_sample(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,

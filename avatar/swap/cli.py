@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--src", type=Path, required=True, help="FACES folder (avatar synth sample output)")
     p.add_argument("--dst", type=Path, required=True, help="driving video")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--preset", default="cpu64", help="smoke, cpu64, cpu64-liae, cpu128, gpu128 or gpu256 (default: %(default)s)")
+    p.add_argument("--preset", default="cpu64", help="smoke, cpu64, cpu64-liae, cpu64-mouth, cpu128, gpu128 or gpu256 (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--iters", type=int, default=None, help="total iterations (default: the preset's)")

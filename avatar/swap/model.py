@@ -52,6 +52,7 @@ class SwapPreset:
     log_every: int = 50           # iterations between log lines
     eyes_mouth_weight: float = 30.0  # extra L1 weight on eyes and mouth (DFL's eyes_mouth_prio)
     warp: bool = True             # DFL's random grid warp on the input faces
+    mouth_warp: float = 0.0       # share of src faces whose mouth a mesh warp shuts or opens (augment.random_mouth)
     precision: str = "fp32"       # "fp32" or "bf16" (bfloat16 autocast of the forward pass)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,11 @@ PRESETS = {
     "cpu64-liae": SwapPreset("cpu64-liae", arch="liae", resolution=64, e_dims=24, ae_dims=128, d_dims=24,
                              d_mask_dims=8, batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500,
                              preview_minutes=5.0),
+    # cpu64 with a third of its src faces given a shut or opened mouth by a mesh warp (augment.random_mouth):
+    # for GAN faces whose mouths barely move (bench/swap_quality.py --preset cpu64-mouth).
+    "cpu64-mouth": SwapPreset("cpu64-mouth", resolution=64, e_dims=24, ae_dims=128, d_dims=24, d_mask_dims=8,
+                              batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500, preview_minutes=5.0,
+                              mouth_warp=1 / 3),
     # cpu64's widths at 128 px: what a larger swap gives on the GAN's 64 px faces (bench/swap_quality.py --preset
     # cpu128). A step costs about four times cpu64's, so its 14k steps would take about eight hours on 2 cores.
     "cpu128": SwapPreset("cpu128", resolution=128, e_dims=24, ae_dims=128, d_dims=24, d_mask_dims=8,

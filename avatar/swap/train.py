@@ -26,7 +26,7 @@ from avatar.distributed import (World, average_gradients, average_values, barrie
 from avatar.face import face_mask
 from avatar.runs import (RunFolder, check_device, exclusive_run_folder, latest_checkpoint, list_checkpoints,
                          load_checkpoint, save_checkpoint)
-from avatar.swap.augment import training_sample
+from avatar.swap.augment import random_mouth, training_sample
 from avatar.swap.colour import LabStats, lab_stats, reinhard_transfer
 from avatar.swap.data import (SCAN_FILE, FaceSet, cached_scan, check_usable, driving_faces, load_faces,
                                video_digest)
@@ -63,8 +63,8 @@ class PairSampler:
     (SEED, r, k): a batch depends only on its number, so batches can be made ahead on worker threads and a
     resumed run draws exactly the batches it would have drawn."""
 
-    def __init__(self, src: FaceSet, dst: FaceSet, warp: bool, rank: int = 0, seed: int = SEED):
-        self.src, self.dst, self.warp, self.rank, self.seed = src, dst, warp, rank, seed
+    def __init__(self, src: FaceSet, dst: FaceSet, warp: bool, rank: int = 0, seed: int = SEED, mouth: float = 0.0):
+        self.src, self.dst, self.warp, self.rank, self.seed, self.mouth = src, dst, warp, rank, seed, mouth
         hull = lambda lm: face_mask(lm, src.size, feather=0.01)  # noqa: E731
         self.src_stats = [lab_stats(im, hull(lm)) for im, lm in zip(src.images, src.landmarks)]
         self.dst_stats = [lab_stats(im, hull(lm)) for im, lm in zip(dst.images, dst.landmarks)]
@@ -73,11 +73,13 @@ class PairSampler:
         picks = rng.integers(0, len(faces), n)
         samples = []
         for i in picks:
-            image = faces.images[i]
+            image, landmarks = faces.images[i], faces.landmarks[i]
             if recolour:        # the subject's face in the colours of a random driving frame
                 target: LabStats = self.dst_stats[int(rng.integers(0, len(self.dst_stats)))]
                 image = reinhard_transfer(image, self.src_stats[i], target)
-            samples.append(training_sample(image, faces.landmarks[i], rng, self.warp))
+                if self.mouth and rng.random() < self.mouth:     # (no draw at all without mouth moves)
+                    image, landmarks = random_mouth(image, landmarks, rng)
+            samples.append(training_sample(image, landmarks, rng, self.warp))
         stack = lambda key: np.stack([getattr(s, key) for s in samples])  # noqa: E731
         return {"input": _images(stack("input")), "target": _images(stack("target")),
                 "mask": torch.from_numpy(stack("mask"))[:, None], "eyes_mouth": torch.from_numpy(stack("eyes_mouth"))[:, None]}
@@ -322,7 +324,7 @@ def _train(options: SwapTrainOptions, preset: SwapPreset, state: dict[str, Any] 
     scan = _scan_once(options.dst, out / SCAN_FILE, dst_frames, progress, world)
     check_usable(scan, options.dst)
     dst = driving_faces(options.dst, scan, preset.resolution, dst_frames)
-    sampler = PairSampler(src, dst, preset.warp, world.rank)
+    sampler = PairSampler(src, dst, preset.warp, world.rank, mouth=preset.mouth_warp)
     trainer = SwapTrainer(preset, world)
     folder = RunFolder(out, x="iter", panels=LOSS_PANELS)
     total = settings["iters"]

@@ -10,7 +10,7 @@ import torch
 
 from avatar.align import align_face, align_transform, apply_affine
 from avatar.face import TEMPLATE_68, face_mask
-from avatar.swap.augment import random_warp_maps, training_sample
+from avatar.swap.augment import mouth_moved, random_warp_maps, training_sample
 from avatar.swap.colour import histogram_match, lab_stats, rct
 from avatar.swap.losses import dssim, identity_loss
 from avatar.swap.merge import MergeOptions, merge_frame, smooth_along_time, swap_faces
@@ -108,6 +108,26 @@ def test_random_warp_keeps_the_face_inside_the_crop():
         # Input and target differ by the warp only: it bends the face (DFL: up to a quarter of its area), no more.
         target = sample.target[..., 0].astype(np.float32) / 255
         assert abs(mass.sum() - target.sum()) < 0.35 * target.sum()
+
+
+def test_mouth_moves_shut_and_open_a_real_face_and_leave_the_eyes(default_clip):
+    from avatar.detect import find_face_in_small
+    from avatar.driving import CLOSED_MOUTH, mouth_descriptors
+
+    i = int(np.argmin(np.abs(default_clip.mouth[:, 0] - 0.3)))              # a half-open mouth, like the GAN's
+    aligned = align_face(default_clip.frames[i], default_clip.landmarks[i], 64)
+    opening = lambda image: float(mouth_descriptors(find_face_in_small(image, embed=False).landmarks)[0])  # noqa: E731
+    before = opening(aligned.image)
+    shut, shut_lm = mouth_moved(aligned.image, aligned.landmarks, -1.0)
+    wide, wide_lm = mouth_moved(aligned.image, aligned.landmarks, 0.3)
+    start = float(mouth_descriptors(aligned.landmarks)[0])
+    assert mouth_descriptors(shut_lm)[0] <= CLOSED_MOUTH
+    assert abs(float(mouth_descriptors(wide_lm)[0]) - (start + 0.3)) < 0.05
+    assert opening(shut) < before - 0.1 and opening(wide) > before + 0.1       # as the face detector sees them
+    eyes = int(aligned.landmarks[36:48, 1].max()) + 2                           # above: nothing moved
+    for image in (shut, wide):
+        assert np.array_equal(image[:eyes], aligned.image[:eyes])
+    np.testing.assert_array_equal(shut_lm[17:48], aligned.landmarks[17:48])       # brows, nose and eyes stay
 
 
 def _textured(seed: int, mean: tuple[float, float, float], spread: float) -> np.ndarray:
