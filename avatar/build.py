@@ -34,8 +34,10 @@ from avatar.build_presets import BuildPreset, get_preset, typical_minutes
 from avatar.files import file_sha256, write_json_atomic
 
 DONE_FILE = "done.json"
-GAN_MOUTH_ADVICE = ("Real aligned faces of the subject (--faces with an `avatar synth prepare` DATASET) carry the "
-                    "mouth's whole range.")
+# Measured 2026-12-03 (README): the cpu64 GAN trained on from 120 to 200 kimg kept faces with even narrower mouths.
+GAN_MOUTH_ADVICE = ("Training the GAN longer need not help (at 64 px its mouths narrowed further from 120 to 200 "
+                    "kimg); real aligned faces of the subject (--faces with an `avatar synth prepare` DATASET) carry "
+                    "the mouth's whole range.")
 INPUTS_FILE = "build.json"
 
 
