@@ -28,9 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from avatar.build_check import (BuildError, check_driving, check_subject, consent_record, mouth_coverage,
-                                source_record)
+from avatar.build_check import (BuildError, check_driving, check_subject, consent_record, driving_summary,
+                                mouth_coverage, source_record)
 from avatar.build_presets import BuildPreset, get_preset, typical_minutes
+from avatar.driving import format_mouth_range
 from avatar.files import file_sha256, write_json_atomic
 
 DONE_FILE = "done.json"
@@ -187,6 +188,7 @@ def build(options: BuildOptions, say: Callable[[str], None] = print) -> dict[str
         return {"subject_embedding": subject.tolist(), "subject_videos": subject_report, **driving}
 
     checked = stages.run("check", check)
+    say(f"driving clip: {driving_summary(checked['analysis'])}")
     for warning in checked["warnings"]:
         say(f"warning: driving clip: {warning}")
     if not checked["driving_is_subject"] and options.driving_consent is None:
@@ -246,6 +248,8 @@ def _faces(options: BuildOptions, preset: BuildPreset, device: str, stages: _Sta
         return {"faces": str(out), **counts, "mouth": selection.mouth()}
 
     sampled = stages.run("sample", sample)
+    if "mouth" in sampled:
+        stages.say(f"the {sampled['kept']} sampled faces: {format_mouth_range(sampled['mouth'])}")
     warnings = mouth_coverage(sampled["mouth"], driving) if "mouth" in sampled else []
     if warnings:
         stages.say(f"warning: the GAN's faces: {'; '.join(warnings)}. The swap learns the subject's mouth from "

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from avatar.driving import CLOSED_MOUTH, OPEN_MOUTH, eye_openness, mouth_range
+from avatar.driving import CLOSED_MOUTH, OPEN_MOUTH, eye_openness, format_mouth_range, mouth_range
 from avatar.files import file_sha256
 
 SUBJECT_SAMPLES = 16           # frames per subject video looked at by the check
@@ -101,6 +101,13 @@ def analyse_driving(landmarks: np.ndarray, usable: np.ndarray, fps: float) -> di
             "usable_s": round(float(usable.sum()) / fps, 2),
             **{key: value for key, value in mouth.items() if key.startswith("mouth_opening")},
             "closed_mouth_frames": mouth["closed_mouth"], "open_mouth_frames": mouth["open_mouth"], "blinks": blinks}
+
+
+def driving_summary(analysis: dict[str, Any]) -> str:
+    """One line of what the driving clip offers the planner, as `build` prints it."""
+    mouth = {**analysis, "closed_mouth": analysis["closed_mouth_frames"], "open_mouth": analysis["open_mouth_frames"]}
+    return (f"{analysis['duration_s']} s, {analysis['usable_share']:.0%} of the frames with one usable face, "
+            f"{format_mouth_range(mouth, 'frames')}, {analysis['blinks']} blink(s)")
 
 
 def driving_problems(analysis: dict[str, Any]) -> tuple[list[str], list[str]]:

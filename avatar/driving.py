@@ -126,6 +126,7 @@ def mouth_range(landmarks68: np.ndarray) -> dict[str, Any]:
 
 
 def format_mouth_range(mouth: dict[str, Any], unit: str = "faces") -> str:
+    """A mouth_range as words: "mouth opening p5/p50/p95 ..., N faces with the mouth closed, M open"."""
     return (f"mouth opening p5/p50/p95 {mouth['mouth_opening_p5']}/{mouth['mouth_opening_p50']}/"
             f"{mouth['mouth_opening_p95']}, {mouth['closed_mouth']} {unit} with the mouth closed, "
             f"{mouth['open_mouth']} open")

@@ -10,6 +10,7 @@ JAW_FOLLOW[3:14] = (0.1, 0.35, 0.6, 0.8, 0.93, 1.0, 0.93, 0.8, 0.6, 0.35, 0.1)
 UPPER_INNER, LOWER_INNER = [61, 62, 63], [67, 66, 65]      # facing pairs across the inner mouth
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]               # what the jaw carries down
 
+
 def border_points(size: int, per_side: int = 4) -> np.ndarray:
     edge = np.linspace(0, size - 1, per_side + 1)[:-1]
     last = float(size - 1)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import Delaunay
 
 from avatar.align import apply_affine
 from avatar.driving import MOUTH_OPENING_RANGE, inter_ocular
@@ -84,8 +85,8 @@ def eyes_mouth_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 def mouth_moved(image: np.ndarray, landmarks: np.ndarray, change: float) -> tuple[np.ndarray, np.ndarray]:
     """The face with its mouth opened (change > 0) or closed (change < 0) by `change` on avatar.driving's
-    mouth-opening scale, the jaw and lower lip moved along a mesh of the landmarks (fixed points around the crop stay put): new
-    expressions for a face set whose mouths barely move, as the GAN's do. Closing stops where the lips meet; a
+    mouth-opening scale, the jaw and lower lip moved along a mesh of the landmarks (fixed points around the crop
+    stay put): new expressions for a face set whose mouths barely move, as the GAN's do. Closing stops where the lips meet; a
     move that would fold the mesh leaves the face as it was. Returns (image, landmarks)."""
     lm = np.asarray(landmarks, np.float64)
     gap = float(np.max(lm[LOWER_INNER, 1] - lm[UPPER_INNER, 1]))
@@ -98,8 +99,6 @@ def mouth_moved(image: np.ndarray, landmarks: np.ndarray, change: float) -> tupl
     size = image.shape[0]
     frame = border_points(size) * 1.5 - size / 4          # fixed points beyond the crop: the chin may move
     src, dst = np.concatenate([lm, frame]), np.concatenate([moved, frame])    # down to its bottom edge
-    from scipy.spatial import Delaunay
-
     triangles = Delaunay(src).simplices
     if folds(src, dst, triangles):
         return image, np.asarray(landmarks, np.float32)

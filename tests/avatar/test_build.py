@@ -37,6 +37,8 @@ def test_killed_build_continues_without_redoing_finished_stages(built_avatar):
     for stage in ("bake", "quality", "bundle"):
         assert (work / stage / "done.json").is_file()
     assert "is ready" in built_avatar.finished.stdout and "avatar serve --avatar" in built_avatar.finished.stdout
+    said = built_avatar.finished.stdout
+    assert "driving clip: " in said and "frames with the mouth closed" in said      # the analysis, printed
 
 
 def test_bundle_records_consent_sources_analysis_and_quality(built_avatar):
