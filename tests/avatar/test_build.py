@@ -133,8 +133,14 @@ def test_export_shows_the_face_and_the_mouth_moves_with_speech(exported):
                 (speaking if speaker == "Avatar" else pausing).append(opening)
     assert missed <= 0.05 * looked, f"no face in {missed} of {looked} sampled frames"
     assert len(speaking) > 30 and len(pausing) > 10
-    # A smoke swap (32 px, 600 steps) draws a faint mouth: measured 0.082 speaking against 0.053 pausing.
-    assert np.mean(speaking) > 1.25 * np.mean(pausing) + 0.01, (np.mean(speaking), np.mean(pausing))
+    # A smoke swap (32 px, 600 steps) draws a faint mouth, and what the detector reads off it moves with the lossy
+    # encodes in between (x264 gives the bundle's frames a little differently from one build to the next, from
+    # the same baked frames): four builds read 0.072-0.076 speaking against 0.037-0.051 pausing (ratio 1.42-1.95)
+    # and a speaking mouth wider than a pausing one in 70-83 % of the pairs. A mouth that did not follow the
+    # speech would give a ratio near 1 and about 50 % of the pairs.
+    speaking, pausing = np.asarray(speaking), np.asarray(pausing)
+    wider = np.mean(speaking[:, None] > pausing[None]) + 0.5 * np.mean(speaking[:, None] == pausing[None])
+    assert speaking.mean() > 1.2 * pausing.mean() and wider > 0.62, (speaking.mean(), pausing.mean(), wider)
 
 
 def test_export_is_signed_for_the_custom_avatar_and_a_changed_byte_is_tampering(exported, built_avatar, tmp_path):
