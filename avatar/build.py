@@ -364,7 +364,8 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
                   "gan_preset": None if options.faces else preset.gan, "gan_run": options.gan and str(options.gan),
                   "sampled_faces": None if options.faces else preset.faces,
                   "gan_kimg": None if gan is None else round(trained_kimg(gan), 3),
-                  "swap_preset": preset.swap, "swap_iters": latest_step(Path(info["swap_run"])),
+                  "swap_preset": _swap_preset(Path(info["swap_run"]), preset.swap),
+                  "swap_iters": latest_step(Path(info["swap_run"])),
                   "swap_run": options.swap and str(options.swap), "driving_frames": options.driving_frames},
         "driving": {**info["checked"]["analysis"], "driving_is_subject": info["checked"]["driving_is_subject"],
                     "baked_frames": info["baked"]["frames"]},
@@ -375,6 +376,15 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
               "strip.png": np.asarray(PIL.Image.open(work / "quality" / "strip.png").convert("RGB"))}
     write_bundle(Path(options.out), clip, manifest, images, fps=float(baked["fps"]))
     return {"out": str(options.out)}
+
+
+def _swap_preset(run: Path, default: str) -> str:
+    """The preset a swap run trained with, from its options.json (a run given with --swap may have trained with
+    another preset than the build's); `default` where the file does not say."""
+    try:
+        return str(json.loads((run / "options.json").read_text())["preset"]["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
 
 
 def summary(manifest: dict[str, Any], out: Path) -> str:

@@ -237,6 +237,7 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
                             faces=subject_dataset)
     at = command.index("--swap-iters")                 # the manifest tells what the reused run trained, unasked
     del command[at:at + 2]
+    command[command.index("--preset") + 1] = "cpu"     # whose swap preset (cpu64-mouth) the run did not train with
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                             env=training_env(AVATAR_C2PA_DIR=str(built_avatar.c2pa)))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -247,6 +248,7 @@ def test_a_trained_swap_run_is_reused_with_swap(built_avatar, subject_dataset, t
     bundle, clip = load_bundle(out)
     assert out.is_dir() and len(clip) == 150 and bundle.manifest["build"]["swap_run"] == str(run)
     assert bundle.manifest["build"]["swap_iters"] == SWAP_ITERS       # not the smoke preset's 300
+    assert bundle.manifest["build"]["preset"] == "cpu" and bundle.manifest["build"]["swap_preset"] == "smoke"
     assert bundle.manifest["build"]["gan_kimg"] is None               # --faces: no GAN
 
 
