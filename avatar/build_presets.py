@@ -27,7 +27,10 @@ PRESETS = {
     "smoke": BuildPreset("smoke", 64, 6, "smoke", 16, "smoke", 300,
                          {"check": 1, "prepare": 2, "gan": 0.5, "sample": 0.5, "swap": 0.5, "bake": 0.5,
                           "quality": 0.5, "bundle": 0.2}, quality_frames=60),
-    "cpu": BuildPreset("cpu", 64, 2, "cpu64", 1000, "cpu64", None,
+    # The swap with mouth moves: on the same 1,000 GAN faces and 14k steps it carried the mouth better than cpu64
+    # (bench/swap_quality.py on all of driving_B, 2026-12-03: mouth r 0.91 against 0.86, 100% nearer the subject
+    # against 99.9%), since the GAN's faces lack shut and wide mouths (README).
+    "cpu": BuildPreset("cpu", 64, 2, "cpu64", 1000, "cpu64-mouth", None,
                        # a whole build on 2 Intel Xeon cores with AMX, 2026-12-02 (GAN 44 img/s, swap 4 steps/s)
                        {"check": 1, "prepare": 3, "gan": 55, "sample": 6, "swap": 60, "bake": 1, "quality": 1,
                         "bundle": 1}, typical_on="2 CPU cores with bfloat16 units (AMX)",

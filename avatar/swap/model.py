@@ -90,7 +90,7 @@ PRESETS = {
                              d_mask_dims=8, batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500,
                              preview_minutes=5.0),
     # cpu64 with a third of its src faces given a shut or opened mouth by a mesh warp (augment.random_mouth):
-    # for GAN faces whose mouths barely move (bench/swap_quality.py --preset cpu64-mouth).
+    # for GAN faces whose mouths barely move (bench/swap_quality.py --preset cpu64-mouth). The `cpu` build's swap.
     "cpu64-mouth": SwapPreset("cpu64-mouth", resolution=64, e_dims=24, ae_dims=128, d_dims=24, d_mask_dims=8,
                               batch_size=8, lr=1e-4, iters=14_000, checkpoint_every=500, preview_minutes=5.0,
                               mouth_warp=1 / 3),
