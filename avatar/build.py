@@ -379,12 +379,12 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
 
 
 def _swap_preset(run: Path, default: str) -> str:
-    """The preset a swap run trained with, from its options.json (a run given with --swap may have trained with
-    another preset than the build's); `default` where the file does not say."""
-    try:
-        return str(json.loads((run / "options.json").read_text())["preset"]["name"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return default
+    """The preset a swap run trained with (a run given with --swap may have trained with another preset than the
+    build's); `default` where its options do not say."""
+    from avatar.runs import run_options
+
+    preset = run_options(run).get("preset")
+    return str(preset["name"]) if isinstance(preset, dict) and "name" in preset else default
 
 
 def summary(manifest: dict[str, Any], out: Path) -> str:

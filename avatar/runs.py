@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = "checkpoints"
 GRID_COLS = 8
 LOCK_FILE = ".lock"
+OPTIONS_FILE = "options.json"
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 
 Panel = Sequence[tuple[str, str]]      # (log key, label) of each curve in one plot
@@ -86,6 +87,16 @@ def latest_checkpoint(run_dir: Path) -> Path:
 def latest_step(run_dir: Path) -> int:
     """The step (as the trainer counts them) of the run's latest checkpoint, read from its name, not its contents."""
     return int(_NAME.match(latest_checkpoint(run_dir).name).group(1))
+
+
+def run_options(run_dir: Path) -> dict[str, Any]:
+    """What a run was started with (its options.json: preset, data, devices) and where it resumed; {} where the
+    file is missing or unreadable."""
+    try:
+        options = json.loads((Path(run_dir) / OPTIONS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return options if isinstance(options, dict) else {}
 
 
 def save_checkpoint(state: dict[str, Any], run_dir: Path, step: int, keep: int = 3) -> Path:
@@ -193,7 +204,7 @@ class RunFolder:
         self.step = step or x               # log key of the step checkpoints are named by, e.g. "nimg"
         self.steps_per_x = steps_per_x      # step / steps_per_x = x (the GAN: 1000 images per kimg)
         self.panels = panels
-        self.options_path = self.path / "options.json"
+        self.options_path = self.path / OPTIONS_FILE
         self.log_path = self.path / "log.jsonl"
         self.grid_dir = self.path / "grids"
         self.resumed_key = f"resumed_at_{x}"
@@ -208,7 +219,7 @@ class RunFolder:
 
     def resume(self, step: int, **updates: Any) -> None:
         """A resumed run: note it (and `updates`) in the options, drop log lines written after `step`."""
-        options = json.loads(self.options_path.read_text()) if self.options_path.is_file() else {}
+        options = run_options(self.path)
         options.setdefault(self.resumed_key, []).append(step / self.steps_per_x if self.steps_per_x != 1 else step)
         options.update(updates)
         self.options_path.write_text(json.dumps(options, indent=1))

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from avatar.files import image_files
+from avatar.runs import run_options
 from avatar.swap.data import SCAN_FILE, read_frames
 from avatar.swap.merge import MergeOptions
 from avatar.swap.model import get_preset
@@ -143,18 +144,21 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if name in trained:
             predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
-            faces = Path(json.loads((run / "options.json").read_text())["src"])
-            entry = {"faces": str(faces), "iterations": load_swap_model(run)[2], "train_minutes": None}
+            faces = Path(run_options(run)["src"])
+            entry = {"faces": str(faces), "train_minutes": None}
         elif faces is None:
             predictor = through_resolution(get_preset(args.preset).resolution)
             reuse = tuple(args.out.glob(f"run-*/{SCAN_FILE}"))       # another set's scan of driving_B
-            entry = {"faces": "the driving faces themselves", "iterations": 0, "train_minutes": 0.0}
+            entry = {"faces": "the driving faces themselves", "preset": f"(none: through {args.preset}'s size)",
+                     "iterations": 0, "train_minutes": 0.0}
         else:
             shutil.rmtree(run, ignore_errors=True)
             run_swap_training(SwapTrainOptions(faces, DRIVING, run, preset=args.preset, iters=args.iters))
             predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
-            entry = {"faces": str(faces), "iterations": load_swap_model(run)[2],
-                     "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
+            entry = {"faces": str(faces), "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
+        if run.is_dir():                                 # the preset the run trained with (the stored one wins)
+            _, preset, entry["iterations"] = load_swap_model(run)
+            entry = {"preset": preset.name, **entry}
         if faces is not None and faces.is_dir():          # a run's src folder may have moved since it trained
             entry.update(face_set_identity(faces, subject, driver))
         for smoothing in ("on", "off"):
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
               else "no set trained here")
     print(f"\n{budget} (runs given with --run: the steps they were trained to), dst = driving_B "
           f"({len(driving)} frames); targets: closer to subject >= 0.9, mouth r >= 0.9, colour ratio <= 1.2\n")
-    keys = ["iterations", "train_minutes", "src_dist_to_subject", "src_closer_to_subject", "face_found",
+    keys = ["preset", "iterations", "train_minutes", "src_dist_to_subject", "src_closer_to_subject", "face_found",
             "closer_to_subject", "closer_among_found", "dist_to_subject", "dist_to_driver",
             "mouth_correlation", "roll_error_deg", "eye_mid_error_px", "colour_change_ratio", "landmark_jitter_ratio"]
     print("| figure | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))

@@ -7,7 +7,6 @@ the subject's reference embedding, the median embedding of the real dataset.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,11 +142,10 @@ def gan_candidates(run_dir: Path, count: int, psi: float, seed: int, device: str
 
 def run_dataset(run_dir: Path) -> Path | None:
     """The dataset a training run was made from, if its options.json says."""
-    options = Path(run_dir) / "options.json"
-    if options.is_file():
-        dataset = json.loads(options.read_text()).get("dataset")
-        return Path(dataset) if dataset else None
-    return None
+    from avatar.runs import run_options
+
+    dataset = run_options(run_dir).get("dataset")
+    return Path(dataset) if dataset else None
 
 
 def image_grid(images: list[np.ndarray], cols: int = 8) -> np.ndarray:
