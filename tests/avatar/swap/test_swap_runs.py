@@ -245,3 +245,31 @@ def test_two_process_gloo_run_splits_each_batch_and_resumes_in_one(avatar_faces,
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in rows] == [5, 10, 15, 20]
     assert not torch.equal(_weights(run)["encoder.blocks.0.conv.weight"], _weights(smoke_run)["encoder.blocks.0.conv.weight"])
+
+
+def test_mouth_moves_reach_only_the_src_faces_and_a_batch_stays_a_function_of_its_number(avatar_faces, monkeypatch):
+    """`cpu64-mouth` (the cpu build's swap) moves some src faces' mouths with draws from the batch's own generator:
+    a resumed run still draws the same batches, and the driving faces are never touched."""
+    import avatar.swap.train as train
+    from avatar.swap.augment import MOUTH_OPEN_BY
+
+    faces = load_faces(avatar_faces, 64, progress=False)
+    moved = train.PairSampler(faces, faces, warp=True, mouth=1.0).batch(7, 8)
+    again = train.PairSampler(faces, faces, warp=True, mouth=1.0).batch(7, 8)
+    for side in (0, 1):
+        assert all(torch.equal(moved[side][key], again[side][key]) for key in moved[side])
+
+    def unmoved(image, landmarks, rng):             # random_mouth's draws, the face left as it was
+        if rng.random() >= 0.5:
+            rng.uniform(*MOUTH_OPEN_BY)
+        return image, landmarks
+
+    monkeypatch.setattr(train, "random_mouth", unmoved)
+    plain = train.PairSampler(faces, faces, warp=True, mouth=1.0).batch(7, 8)
+    assert all(torch.equal(moved[1][key], plain[1][key]) for key in plain[1])          # the driving side
+    change = (moved[0]["target"] - plain[0]["target"]).abs().mean(dim=(0, 1))          # [H, W] over the batch
+    brows = int(faces.landmarks[:, 17:27, 1].min()) - 2                  # rows above the brows: the mesh's fixed part
+    assert float(change.sum()) > 0.5                                      # mouths moved
+    assert float(change[:brows].sum()) < 0.02 * float(change.sum())      # and nothing above the face
+    lower = change[change.shape[0] // 2:].sum()
+    assert float(lower) > 0.8 * float(change.sum())                      # the change is in the lower face
