@@ -280,7 +280,7 @@ def _train_gan(options: BuildOptions, preset: BuildPreset, device: str, dataset:
 
 def _swap(options: BuildOptions, preset: BuildPreset, device: str, stages: _Stages, work: Path,
           faces: Path) -> Path:
-    from avatar.runs import list_checkpoints
+    from avatar.runs import list_checkpoints, run_preset
     from avatar.swap.data import SCAN_FILE
     from avatar.swap.train import SwapTrainOptions, run_swap_training
 
@@ -298,7 +298,8 @@ def _swap(options: BuildOptions, preset: BuildPreset, device: str, stages: _Stag
         run_swap_training(SwapTrainOptions(src=faces, dst=options.driving, out=run, preset=preset.swap, device=device,
                                            resume=resume, iters=options.swap_iters or preset.swap_iters,
                                            dst_frames=options.driving_frames, progress=options.progress))
-        return {"run": str(run), "preset": preset.swap, "iters": options.swap_iters or preset.swap_iters}
+        return {"run": str(run), "preset": run_preset(run) or preset.swap,      # a resumed run keeps its own
+                "iters": options.swap_iters or preset.swap_iters}
 
     stages.run("swap", train)
     return run
@@ -344,7 +345,7 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
     from avatar.bundle import write_bundle
     from avatar.driving import DrivingClip
     from avatar.provenance import ContentInfo
-    from avatar.runs import latest_step
+    from avatar.runs import latest_step, run_preset
     from synth.train import trained_kimg
 
     baked = _baked(work)
@@ -361,10 +362,11 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
                     "driving": source_record(options.driving),
                     "faces": "given (--faces)" if options.faces else "sampled from the GAN"},
         "build": {"preset": preset.name, "device": info["device"], "face_size": preset.face_size,
-                  "gan_preset": None if options.faces else preset.gan, "gan_run": options.gan and str(options.gan),
+                  "gan_preset": None if gan is None else run_preset(gan) or preset.gan,
+                  "gan_run": options.gan and str(options.gan),
                   "sampled_faces": None if options.faces else preset.faces,
                   "gan_kimg": None if gan is None else round(trained_kimg(gan), 3),
-                  "swap_preset": _swap_preset(Path(info["swap_run"]), preset.swap),
+                  "swap_preset": run_preset(Path(info["swap_run"])) or preset.swap,
                   "swap_iters": latest_step(Path(info["swap_run"])),
                   "swap_run": options.swap and str(options.swap), "driving_frames": options.driving_frames},
         "driving": {**info["checked"]["analysis"], "driving_is_subject": info["checked"]["driving_is_subject"],
@@ -376,15 +378,6 @@ def _bundle(options: BuildOptions, work: Path, info: dict[str, Any]) -> dict[str
               "strip.png": np.asarray(PIL.Image.open(work / "quality" / "strip.png").convert("RGB"))}
     write_bundle(Path(options.out), clip, manifest, images, fps=float(baked["fps"]))
     return {"out": str(options.out)}
-
-
-def _swap_preset(run: Path, default: str) -> str:
-    """The preset a swap run trained with (a run given with --swap may have trained with another preset than the
-    build's); `default` where its options do not say."""
-    from avatar.runs import run_options
-
-    preset = run_options(run).get("preset")
-    return str(preset["name"]) if isinstance(preset, dict) and "name" in preset else default
 
 
 def summary(manifest: dict[str, Any], out: Path) -> str:

@@ -99,6 +99,13 @@ def run_options(run_dir: Path) -> dict[str, Any]:
     return options if isinstance(options, dict) else {}
 
 
+def run_preset(run_dir: Path) -> str | None:
+    """The name of the preset a run trained with, from its options (both trainers write it there as a run starts,
+    and a resume keeps it); None where they do not say."""
+    preset = run_options(run_dir).get("preset")
+    return str(preset["name"]) if isinstance(preset, dict) and "name" in preset else None
+
+
 def save_checkpoint(state: dict[str, Any], run_dir: Path, step: int, keep: int = 3) -> Path:
     """Write `state` as the checkpoint at `step`, atomically, then drop all but the newest `keep`."""
     import torch
@@ -219,7 +226,7 @@ class RunFolder:
 
     def resume(self, step: int, **updates: Any) -> None:
         """A resumed run: note it (and `updates`) in the options, drop log lines written after `step`."""
-        options = run_options(self.path)
+        options = json.loads(self.options_path.read_text()) if self.options_path.is_file() else {}
         options.setdefault(self.resumed_key, []).append(step / self.steps_per_x if self.steps_per_x != 1 else step)
         options.update(updates)
         self.options_path.write_text(json.dumps(options, indent=1))

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from avatar.files import image_files
-from avatar.runs import run_options
+from avatar.runs import OPTIONS_FILE, run_options, run_preset
 from avatar.swap.data import SCAN_FILE, read_frames
 from avatar.swap.merge import MergeOptions
 from avatar.swap.model import get_preset
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = {}
     for item in args.run:
         name, sep, run = item.partition("=")
-        if not sep or not name or not (Path(run) / "options.json").is_file():
+        if not sep or not name or not (Path(run) / OPTIONS_FILE).is_file():
             parser.error(f"--run wants NAME=RUN with a swap run folder, got {item!r}")
         trained[name] = Path(run)
     if not (SUBJECT.exists() and DRIVING.exists()):
@@ -156,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             run_swap_training(SwapTrainOptions(faces, DRIVING, run, preset=args.preset, iters=args.iters))
             predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
             entry = {"faces": str(faces), "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
-        if run.is_dir():                                 # the preset the run trained with (the stored one wins)
-            _, preset, entry["iterations"] = load_swap_model(run)
-            entry = {"preset": preset.name, **entry}
+        if faces is not None:                            # a run, trained here or given with --run
+            entry = {"preset": run_preset(run), **entry, "iterations": load_swap_model(run)[2]}
         if faces is not None and faces.is_dir():          # a run's src folder may have moved since it trained
             entry.update(face_set_identity(faces, subject, driver))
         for smoothing in ("on", "off"):
