@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from avatar.files import write_atomic
+from avatar.files import write_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -219,7 +219,7 @@ class RunFolder:
     def start(self, options: dict[str, Any], reals: torch.Tensor | None = None) -> None:
         """A fresh run: write its options, an empty log and, if given, a grid of real training images."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self.options_path.write_text(json.dumps({**options, self.resumed_key: []}, indent=1))
+        write_json_atomic(self.options_path, {**options, self.resumed_key: []})
         self.log_path.unlink(missing_ok=True)
         if reals is not None:
             save_image_grid(reals, self.grid_dir / "reals.png")
@@ -229,7 +229,7 @@ class RunFolder:
         options = json.loads(self.options_path.read_text()) if self.options_path.is_file() else {}
         options.setdefault(self.resumed_key, []).append(step / self.steps_per_x if self.steps_per_x != 1 else step)
         options.update(updates)
-        self.options_path.write_text(json.dumps(options, indent=1))
+        write_json_atomic(self.options_path, options)
         rows = [r for r in self.log_rows() if r[self.step] <= step]
         self.log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
