@@ -42,11 +42,11 @@ import numpy as np
 import torch
 
 from avatar.files import image_files
-from avatar.runs import OPTIONS_FILE, run_options, run_preset
+from avatar.runs import OPTIONS_FILE, latest_step, run_options, run_preset
 from avatar.swap.data import SCAN_FILE, read_frames
 from avatar.swap.merge import MergeOptions
 from avatar.swap.model import get_preset
-from avatar.swap.predictor import SwapFaceModel, load_swap_model
+from avatar.swap.predictor import SwapFaceModel
 from avatar.swap.quality import face_set_identity, mean_embedding, measure, strip
 from avatar.swap.train import SwapTrainOptions, run_swap_training
 from avatar.swap.video import held_frames, swap_clip, write_swapped_video
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor, reuse = SwapFaceModel.from_run(run), (run / SCAN_FILE,)
             entry = {"faces": str(faces), "train_minutes": round((time.perf_counter() - t0) / 60, 1)}
         if faces is not None:                            # a run, trained here or given with --run
-            entry = {"preset": run_preset(run), **entry, "iterations": load_swap_model(run)[2]}
+            entry = {"preset": run_preset(run), **entry, "iterations": latest_step(run)}   # no second load
         if faces is not None and faces.is_dir():          # a run's src folder may have moved since it trained
             entry.update(face_set_identity(faces, subject, driver))
         for smoothing in ("on", "off"):

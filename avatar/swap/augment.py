@@ -86,8 +86,8 @@ def eyes_mouth_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
 def mouth_moved(image: np.ndarray, landmarks: np.ndarray, change: float) -> tuple[np.ndarray, np.ndarray]:
     """The face with its mouth opened (change > 0) or closed (change < 0) by `change` on avatar.driving's
     mouth-opening scale, the jaw and lower lip moved along a mesh of the landmarks (fixed points around the crop
-    stay put): new expressions for a face set whose mouths barely move, as the GAN's do. Closing stops where the lips meet; a
-    move that would fold the mesh leaves the face as it was. Returns (image, landmarks)."""
+    stay put): new expressions for a face set whose mouths barely move, as the GAN's do. Closing stops where the
+    lips meet; a move that would fold the mesh leaves the face as it was. Returns (image, landmarks)."""
     lm = np.asarray(landmarks, np.float64)
     gap = float(np.max(lm[LOWER_INNER, 1] - lm[UPPER_INNER, 1]))
     drop = max(change * MOUTH_OPENING_RANGE[1] * float(inter_ocular(lm)), -max(gap, 0.0))
